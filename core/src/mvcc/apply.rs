@@ -1,0 +1,375 @@
+//! Applying committed commands: a pure function of the log and the state. Everything one call
+//! to `apply` writes, the applied index included, goes into ONE RocksDB batch.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_proto::cairnpb::{command, command_result, Command, CommandResult};
+use cairn_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use cairn_proto::etcdserverpb::{
+    request_op, response_op, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+};
+use cairn_proto::mvccpb::KeyValue;
+use prost::Message;
+
+use super::keys::KeyRange;
+use super::overlay::Overlay;
+use super::read;
+use crate::error::{Error, Result};
+use crate::storage::codec::{self, Revision, TAG_PUT, TAG_TOMBSTONE};
+use crate::storage::names::{META_COMPACT_REV, META_CURRENT_REV};
+use crate::storage::{StateBatch, StateDb, Table};
+
+/// Reads during apply see everything committed plus everything pending: no revision is newer.
+const LATEST: i64 = i64::MAX;
+
+pub(crate) fn header(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision, ..Default::default() })
+}
+
+pub(crate) fn lease_key(id: i64) -> [u8; 8] {
+    (id as u64).to_be_bytes()
+}
+
+fn lease_link(id: i64, key: &[u8]) -> Vec<u8> {
+    let mut out = lease_key(id).to_vec();
+    out.extend_from_slice(key);
+    out
+}
+
+pub(crate) struct Applier<'a> {
+    db: &'a StateDb,
+    batch: StateBatch,
+    overlay: Overlay,
+    rev: i64,
+    compact_rev: i64,
+    /// Leases granted (`Some(ttl)`) or revoked (`None`) in this batch.
+    leases: BTreeMap<i64, Option<i64>>,
+    /// A compaction to carry out physically once the batch is written.
+    pub compaction: Option<i64>,
+}
+
+impl<'a> Applier<'a> {
+    pub fn new(db: &'a StateDb, rev: i64, compact_rev: i64) -> Self {
+        Applier { db, batch: StateBatch::default(), overlay: Overlay::default(), rev, compact_rev, leases: BTreeMap::new(), compaction: None }
+    }
+
+    pub fn put_meta(&mut self, key: &[u8], value: &[u8]) {
+        self.db.put(&mut self.batch, Table::Meta, key, value);
+    }
+
+    /// The batch to write, with the revision it leaves the store at.
+    pub fn finish(mut self) -> (StateBatch, i64, Option<i64>) {
+        let rev = self.rev;
+        self.put_meta(META_CURRENT_REV, &codec::u64_bytes(rev as u64));
+        self.put_meta(META_COMPACT_REV, &codec::u64_bytes(self.compact_rev as u64));
+        (self.batch, rev, self.compaction)
+    }
+
+    pub fn apply(&mut self, cmd: &Command) -> CommandResult {
+        let result = match &cmd.op {
+            Some(command::Op::Put(req)) => self.put(req).map(command_result::Result::Put),
+            Some(command::Op::DeleteRange(req)) => self.delete_range(req).map(command_result::Result::DeleteRange),
+            Some(command::Op::Txn(req)) => self.txn(req).map(command_result::Result::Txn),
+            Some(command::Op::Compaction(req)) => self.compact(req).map(command_result::Result::Compaction),
+            Some(command::Op::LeaseGrant(req)) => self.lease_grant(req).map(command_result::Result::LeaseGrant),
+            Some(command::Op::LeaseRevoke(req)) => self.lease_revoke(req).map(command_result::Result::LeaseRevoke),
+            None => Err(Error::Internal("empty command".into())),
+        };
+        let result = result.unwrap_or_else(|e| command_result::Result::Error(e.to_wire()));
+        CommandResult { result: Some(result) }
+    }
+
+    fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        read::get(self.db, Some(&self.overlay), key, LATEST)
+    }
+
+    fn lease_exists(&self, id: i64) -> Result<bool> {
+        if let Some(pending) = self.leases.get(&id) {
+            return Ok(pending.is_some());
+        }
+        Ok(self.db.get(Table::Lease, &lease_key(id))?.is_some())
+    }
+
+    fn check_put(&self, req: &PutRequest) -> Result<()> {
+        if (req.ignore_value || req.ignore_lease) && self.latest(&req.key)?.is_none() {
+            return Err(Error::KeyNotFound);
+        }
+        if req.lease != 0 && !self.lease_exists(req.lease)? {
+            return Err(Error::LeaseNotFound);
+        }
+        Ok(())
+    }
+
+    fn check_range(&self, req: &RangeRequest) -> Result<()> {
+        if req.revision > self.rev {
+            return Err(Error::FutureRev);
+        }
+        if req.revision > 0 && req.revision < self.compact_rev {
+            return Err(Error::Compacted);
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, req: &PutRequest) -> Result<PutResponse> {
+        self.check_put(req)?;
+        let main = self.rev + 1;
+        let prev = self.write_put(main, &mut 0, req)?;
+        self.rev = main;
+        Ok(PutResponse { header: header(main), prev_kv: prev.filter(|_| req.prev_kv) })
+    }
+
+    fn write_put(&mut self, main: i64, sub: &mut i64, req: &PutRequest) -> Result<Option<KeyValue>> {
+        let prev = self.latest(&req.key)?;
+        let (create_revision, version) = match &prev {
+            Some(p) => (p.create_revision, p.version + 1),
+            None => (main, 1),
+        };
+        let value = match (&prev, req.ignore_value) {
+            (Some(p), true) => p.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match (&prev, req.ignore_lease) {
+            (Some(p), true) => p.lease,
+            _ => req.lease,
+        };
+        let kv = KeyValue { key: req.key.clone(), create_revision, mod_revision: main, version, value, lease };
+        let old_lease = prev.as_ref().map_or(0, |p| p.lease);
+        if old_lease != 0 && old_lease != lease {
+            self.db.delete(&mut self.batch, Table::LeaseKeys, &lease_link(old_lease, &req.key));
+        }
+        if lease != 0 {
+            self.db.put(&mut self.batch, Table::LeaseKeys, &lease_link(lease, &req.key), &[]);
+        }
+        self.write_row(Revision::new(main, *sub), TAG_PUT, &kv);
+        *sub += 1;
+        self.overlay.record(&req.key, main, Some(kv));
+        Ok(prev)
+    }
+
+    fn write_delete(&mut self, main: i64, sub: &mut i64, prev: &KeyValue) {
+        if prev.lease != 0 {
+            self.db.delete(&mut self.batch, Table::LeaseKeys, &lease_link(prev.lease, &prev.key));
+        }
+        let tombstone = KeyValue { key: prev.key.clone(), mod_revision: main, ..Default::default() };
+        self.write_row(Revision::new(main, *sub), TAG_TOMBSTONE, &tombstone);
+        *sub += 1;
+        self.overlay.record(&prev.key, main, None);
+    }
+
+    fn write_row(&mut self, rev: Revision, tag: u8, kv: &KeyValue) {
+        let mut row = Vec::with_capacity(1 + kv.encoded_len());
+        row.push(tag);
+        kv.encode(&mut row).expect("a Vec grows as needed");
+        self.db.put(&mut self.batch, Table::KvRev, &codec::rev_key(rev), &row);
+        self.db.put(&mut self.batch, Table::KeyIndex, &codec::index_key(&kv.key, rev), &[tag]);
+    }
+
+    fn delete_keys(&mut self, main: i64, sub: &mut i64, range: &KeyRange) -> Result<Vec<KeyValue>> {
+        let doomed = read::live_kvs(self.db, Some(&self.overlay), range, LATEST)?;
+        for kv in &doomed {
+            self.write_delete(main, sub, kv);
+        }
+        Ok(doomed)
+    }
+
+    fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        let main = self.rev + 1;
+        let deleted = self.delete_keys(main, &mut 0, &KeyRange::new(&req.key, &req.range_end))?;
+        if !deleted.is_empty() {
+            self.rev = main;
+        }
+        Ok(DeleteRangeResponse {
+            header: header(self.rev),
+            deleted: deleted.len() as i64,
+            prev_kvs: if req.prev_kv { deleted } else { Vec::new() },
+        })
+    }
+
+    fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse> {
+        // As etcd: every compare on the chosen path is evaluated against the state before the
+        // txn, then the chosen ops are checked, then run (server/etcdserver/txn/txn.go).
+        let mut path = Vec::new();
+        self.compare_path(req, &mut path)?;
+        self.check_path(req, &path, &mut 0)?;
+        let begin = self.rev;
+        let main = begin + 1;
+        let mut sub = 0;
+        let mut resp = self.exec_txn(req, &path, &mut 0, main, &mut sub)?;
+        if sub > 0 {
+            self.rev = main;
+        }
+        resp.header = header(self.rev);
+        Ok(resp)
+    }
+
+    fn compare_path(&self, txn: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+        let mut succeeded = true;
+        for cmp in &txn.compare {
+            if !self.compare(cmp)? {
+                succeeded = false;
+                break;
+            }
+        }
+        path.push(succeeded);
+        let ops = if succeeded { &txn.success } else { &txn.failure };
+        for op in ops {
+            if let Some(request_op::Request::RequestTxn(nested)) = &op.request {
+                self.compare_path(nested, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn compare(&self, cmp: &Compare) -> Result<bool> {
+        let range = KeyRange::new(&cmp.key, &cmp.range_end);
+        let kvs = read::live_kvs(self.db, Some(&self.overlay), &range, LATEST)?;
+        let target = CompareTarget::try_from(cmp.target).unwrap_or(CompareTarget::Version);
+        if kvs.is_empty() {
+            // A value cannot be missing on the wire, so a VALUE compare on no key always fails.
+            return Ok(target != CompareTarget::Value && compare_kv(cmp, target, &KeyValue::default()));
+        }
+        Ok(kvs.iter().all(|kv| compare_kv(cmp, target, kv)))
+    }
+
+    fn check_path(&self, txn: &TxnRequest, path: &[bool], pos: &mut usize) -> Result<()> {
+        let succeeded = path.get(*pos).copied().ok_or_else(|| Error::Internal("txn path".into()))?;
+        *pos += 1;
+        for op in if succeeded { &txn.success } else { &txn.failure } {
+            match &op.request {
+                Some(request_op::Request::RequestRange(r)) => self.check_range(r)?,
+                Some(request_op::Request::RequestPut(p)) => self.check_put(p)?,
+                Some(request_op::Request::RequestTxn(t)) => self.check_path(t, path, pos)?,
+                Some(request_op::Request::RequestDeleteRange(_)) | None => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn exec_txn(&mut self, txn: &TxnRequest, path: &[bool], pos: &mut usize, main: i64, sub: &mut i64) -> Result<TxnResponse> {
+        let succeeded = path[*pos];
+        *pos += 1;
+        let ops = if succeeded { &txn.success } else { &txn.failure };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            let response = match &op.request {
+                Some(request_op::Request::RequestRange(r)) => {
+                    // A range sees the writes made earlier in the same txn.
+                    let read_rev = if r.revision > 0 { r.revision } else { LATEST };
+                    let result = read::range(self.db, Some(&self.overlay), r, read_rev)?;
+                    let rev = if *sub > 0 { main } else { main - 1 };
+                    response_op::Response::ResponseRange(RangeResponse { header: header(rev), kvs: result.kvs, more: result.more, count: result.count })
+                }
+                Some(request_op::Request::RequestPut(p)) => {
+                    let prev = self.write_put(main, sub, p)?;
+                    response_op::Response::ResponsePut(PutResponse { header: header(main), prev_kv: prev.filter(|_| p.prev_kv) })
+                }
+                Some(request_op::Request::RequestDeleteRange(d)) => {
+                    let deleted = self.delete_keys(main, sub, &KeyRange::new(&d.key, &d.range_end))?;
+                    let rev = if *sub > 0 { main } else { main - 1 };
+                    response_op::Response::ResponseDeleteRange(DeleteRangeResponse {
+                        header: header(rev),
+                        deleted: deleted.len() as i64,
+                        prev_kvs: if d.prev_kv { deleted } else { Vec::new() },
+                    })
+                }
+                Some(request_op::Request::RequestTxn(t)) => {
+                    let mut nested = self.exec_txn(t, path, pos, main, sub)?;
+                    nested.header = Some(ResponseHeader::default());
+                    response_op::Response::ResponseTxn(nested)
+                }
+                None => return Err(Error::Internal("empty txn op".into())),
+            };
+            responses.push(ResponseOp { response: Some(response) });
+        }
+        Ok(TxnResponse { header: None, succeeded, responses })
+    }
+
+    fn compact(&mut self, req: &CompactionRequest) -> Result<CompactionResponse> {
+        if req.revision <= self.compact_rev {
+            return Err(Error::Compacted);
+        }
+        if req.revision > self.rev {
+            return Err(Error::FutureRev);
+        }
+        self.compact_rev = req.revision;
+        self.compaction = Some(req.revision);
+        Ok(CompactionResponse { header: header(self.rev) })
+    }
+
+    fn lease_grant(&mut self, req: &LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        if self.lease_exists(req.id)? {
+            return Err(Error::LeaseExists);
+        }
+        self.db.put(&mut self.batch, Table::Lease, &lease_key(req.id), &codec::u64_bytes(req.ttl as u64));
+        self.leases.insert(req.id, Some(req.ttl));
+        Ok(LeaseGrantResponse { header: header(self.rev), id: req.id, ttl: req.ttl, error: String::new() })
+    }
+
+    /// The keys attached to `id` now: the stored links, plus pending writes, each re-checked
+    /// against the key's current lease (a pending write may have moved it).
+    fn lease_keys(&self, id: i64) -> Result<BTreeSet<Vec<u8>>> {
+        let mut candidates: BTreeSet<Vec<u8>> = self.overlay.keys().cloned().collect();
+        let start = lease_key(id);
+        let end = lease_key(id.wrapping_add(1));
+        self.db.scan(Table::LeaseKeys, &start, Some(&end), |k, _| {
+            candidates.insert(k[8..].to_vec());
+            Ok(true)
+        })?;
+        let mut keys = BTreeSet::new();
+        for key in candidates {
+            if self.latest(&key)?.is_some_and(|kv| kv.lease == id) {
+                keys.insert(key);
+            }
+        }
+        Ok(keys)
+    }
+
+    fn lease_revoke(&mut self, req: &LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        if !self.lease_exists(req.id)? {
+            return Err(Error::LeaseNotFound);
+        }
+        let main = self.rev + 1;
+        let mut sub = 0;
+        for key in self.lease_keys(req.id)? {
+            if let Some(kv) = self.latest(&key)? {
+                self.write_delete(main, &mut sub, &kv);
+            }
+        }
+        if sub > 0 {
+            self.rev = main;
+        }
+        self.db.delete(&mut self.batch, Table::Lease, &lease_key(req.id));
+        self.leases.insert(req.id, None);
+        Ok(LeaseRevokeResponse { header: header(self.rev) })
+    }
+}
+
+fn compare_kv(cmp: &Compare, target: CompareTarget, kv: &KeyValue) -> bool {
+    let ordering = match target {
+        CompareTarget::Value => {
+            let want: &[u8] = match &cmp.target_union {
+                Some(TargetUnion::Value(v)) => v,
+                _ => &[],
+            };
+            kv.value.as_slice().cmp(want)
+        }
+        CompareTarget::Version => kv.version.cmp(&union_int(cmp, |u| if let TargetUnion::Version(v) = u { Some(*v) } else { None })),
+        CompareTarget::Create => kv.create_revision.cmp(&union_int(cmp, |u| if let TargetUnion::CreateRevision(v) = u { Some(*v) } else { None })),
+        CompareTarget::Mod => kv.mod_revision.cmp(&union_int(cmp, |u| if let TargetUnion::ModRevision(v) = u { Some(*v) } else { None })),
+        CompareTarget::Lease => kv.lease.cmp(&union_int(cmp, |u| if let TargetUnion::Lease(v) = u { Some(*v) } else { None })),
+    };
+    match CompareResult::try_from(cmp.result) {
+        Ok(CompareResult::Equal) => ordering.is_eq(),
+        Ok(CompareResult::NotEqual) => ordering.is_ne(),
+        Ok(CompareResult::Greater) => ordering.is_gt(),
+        Ok(CompareResult::Less) => ordering.is_lt(),
+        Err(_) => true,
+    }
+}
+
+/// The integer of the compare's target union when it matches the target, else 0 (as etcd).
+fn union_int(cmp: &Compare, pick: impl Fn(&TargetUnion) -> Option<i64>) -> i64 {
+    cmp.target_union.as_ref().and_then(pick).unwrap_or(0)
+}

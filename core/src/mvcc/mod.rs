@@ -1,0 +1,163 @@
+//! etcd's MVCC model over the state database: revisions `{main, sub}`, create/mod revisions,
+//! versions, tombstones, all history until compaction.
+
+mod apply;
+pub mod keys;
+mod overlay;
+mod read;
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse};
+
+pub(crate) use apply::Applier;
+pub use read::RangeResult;
+
+use crate::error::{Error, Result};
+use crate::storage::codec::{self, TAG_TOMBSTONE};
+use crate::storage::names::{META_COMPACT_REV, META_CURRENT_REV};
+use crate::storage::{StateBatch, StateDb, StateRead, Table};
+
+/// An empty store is at revision 1, so the first write makes revision 2 (etcd-api.md §1.1).
+pub const FIRST_REVISION: i64 = 1;
+
+/// Rows deleted per batch by a physical compaction.
+const COMPACTION_BATCH: usize = 10_000;
+
+pub struct Mvcc {
+    db: RwLock<Arc<StateDb>>,
+    current_rev: AtomicI64,
+    compact_rev: AtomicI64,
+}
+
+fn meta_i64(db: &StateDb, key: &[u8]) -> Result<Option<i64>> {
+    Ok(db.get(Table::Meta, key)?.as_deref().and_then(codec::read_u64).map(|v| v as i64))
+}
+
+impl Mvcc {
+    pub fn new(db: StateDb) -> Result<Mvcc> {
+        let mvcc = Mvcc { db: RwLock::new(Arc::new(db)), current_rev: AtomicI64::new(FIRST_REVISION), compact_rev: AtomicI64::new(0) };
+        mvcc.load_revisions()?;
+        Ok(mvcc)
+    }
+
+    fn load_revisions(&self) -> Result<()> {
+        let db = self.db();
+        let current = meta_i64(&db, META_CURRENT_REV)?.unwrap_or(FIRST_REVISION);
+        let compact = meta_i64(&db, META_COMPACT_REV)?.unwrap_or(0);
+        self.current_rev.store(current, Ordering::SeqCst);
+        self.compact_rev.store(compact, Ordering::SeqCst);
+        // A compaction interrupted by a crash is finished now; it is idempotent.
+        if compact > 0 {
+            compact_physically(&db, compact)?;
+        }
+        Ok(())
+    }
+
+    /// The live state database.
+    pub fn db(&self) -> Arc<StateDb> {
+        self.db.read().expect("the state lock is never poisoned: nothing panics under it").clone()
+    }
+
+    /// Swaps in a new state database (a raft snapshot was installed).
+    pub fn replace(&self, db: StateDb) -> Result<()> {
+        *self.db.write().expect("the state lock is never poisoned") = Arc::new(db);
+        self.load_revisions()
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.current_rev.load(Ordering::SeqCst)
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_rev.load(Ordering::SeqCst)
+    }
+
+    /// A Range on the local state. `header.revision` is the current revision, also for a
+    /// historical read; the caller fills in the rest of the header.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        let db = self.db();
+        // Order matters: the revision is published after its batch is written, and a compaction
+        // revision before its rows are deleted; so a snapshot taken between the two loads holds
+        // everything at or below `current` and everything at or above `compact`.
+        let current = self.current_revision();
+        let view = db.view();
+        let compact = self.compact_revision();
+        let rev = if req.revision <= 0 { current } else { req.revision };
+        if rev > current {
+            return Err(Error::FutureRev);
+        }
+        if rev < compact {
+            return Err(Error::Compacted);
+        }
+        let result = read::range(&view, None, req, rev)?;
+        Ok(RangeResponse { header: apply::header(current), kvs: result.kvs, more: result.more, count: result.count })
+    }
+
+    /// Runs `f` with an applier over the current state, then writes everything it did in one
+    /// batch and publishes the new revision.
+    pub(crate) fn apply<T>(&self, f: impl FnOnce(&mut Applier<'_>) -> T) -> Result<T> {
+        let db = self.db();
+        let mut applier = Applier::new(&db, self.current_revision(), self.compact_revision());
+        let out = f(&mut applier);
+        let (batch, rev, compaction) = applier.finish();
+        if let Some(compact) = compaction {
+            self.compact_rev.store(compact, Ordering::SeqCst);
+        }
+        db.write(batch)?;
+        self.current_rev.store(rev, Ordering::SeqCst);
+        if let Some(compact) = compaction {
+            compact_physically(&db, compact)?;
+        }
+        Ok(out)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.db().size()
+    }
+
+    pub fn size_in_use(&self) -> u64 {
+        self.db().size_in_use()
+    }
+}
+
+/// Deletes every version superseded at `compact`: for each key the newest version at or below
+/// `compact` stays (unless it is a tombstone), older ones go, from both the index and `kv_rev`.
+fn compact_physically(db: &StateDb, compact: i64) -> Result<()> {
+    let mut batch = StateBatch::default();
+    let mut pending = 0usize;
+    let mut cursor = db.index_cursor(None);
+    cursor.seek(&[]);
+    let mut current: Option<Vec<u8>> = None;
+    let mut kept = false;
+    while let Some((raw, tag)) = cursor.current() {
+        let (esc, rev) = codec::split_index_key(raw).ok_or_else(|| Error::Storage("corrupt key_index row".into()))?;
+        if current.as_deref() != Some(esc) {
+            current = Some(esc.to_vec());
+            kept = false;
+        }
+        if rev.main <= compact {
+            if kept || tag == TAG_TOMBSTONE {
+                db.delete(&mut batch, Table::KeyIndex, raw);
+                db.delete(&mut batch, Table::KvRev, &codec::rev_key(rev));
+                pending += 1;
+            }
+            kept = true;
+        }
+        if pending >= COMPACTION_BATCH {
+            db.write(std::mem::take(&mut batch))?;
+            pending = 0;
+        }
+        cursor.next();
+    }
+    cursor.status()?;
+    drop(cursor);
+    if !batch.is_empty() {
+        db.write(batch)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

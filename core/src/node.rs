@@ -1,0 +1,574 @@
+//! Node: one member. The API the gateway calls: KV requests in, etcd responses out. Writes go
+//! through the proposer (group commit: many requests, one log entry); linearizable reads wait on
+//! the read-index batcher (one leader round for many reads).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_proto::cairnpb::{command, command_result, Command, CommandBatch, CommandResult, ProposeResponse};
+use cairn_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest,
+    TxnResponse,
+};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use crate::error::{Error, Result};
+use crate::member::{self, Identity};
+use crate::mvcc::Mvcc;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{Network, Peers};
+pub use crate::raft::network::{RaftRpc, MAX_PEER_MESSAGE, NOT_LEADER_MESSAGE};
+use crate::raft::state_machine::{applied_state, StateMachine};
+use crate::raft::types::Proposal;
+use crate::raft::{Member, Raft};
+use crate::storage::layout::Layout;
+use crate::storage::names::META_IDENTITY;
+use crate::storage::{RaftDb, StateDb};
+use crate::validate;
+
+/// etcd's `--max-request-bytes` default.
+pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// etcd's lease TTL ceiling.
+pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
+
+const MAX_BATCH_COMMANDS: usize = 4096;
+const MAX_BATCH_BYTES: usize = 8 << 20;
+/// Log entries in flight at once; requests arriving meanwhile gather into the next batch.
+const MAX_INFLIGHT_BATCHES: usize = 2;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// `--initial-cluster`: every founding member's name and peer URLs.
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    /// `--initial-cluster-state new` (true) or `existing`.
+    pub new_cluster: bool,
+    pub cluster_token: String,
+    pub advertise_peer_urls: Vec<String>,
+    pub advertise_client_urls: Vec<String>,
+    pub heartbeat_interval: Duration,
+    pub election_timeout: Duration,
+    /// `--snapshot-count`: applied entries between raft snapshots.
+    pub snapshot_count: u64,
+    pub max_request_bytes: usize,
+    /// How long a request may wait for a leader, a commit or a read index.
+    pub request_timeout: Duration,
+}
+
+impl Config {
+    pub fn single(name: &str, data_dir: PathBuf, peer_url: &str, client_url: &str) -> Config {
+        Config {
+            name: name.to_string(),
+            data_dir,
+            initial_cluster: vec![(name.to_string(), vec![peer_url.to_string()])],
+            new_cluster: true,
+            cluster_token: "etcd-cluster".into(),
+            advertise_peer_urls: vec![peer_url.to_string()],
+            advertise_client_urls: vec![client_url.to_string()],
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_count: 10_000,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+            request_timeout: Duration::from_secs(7),
+        }
+    }
+}
+
+/// What Maintenance.Status reports.
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub leader: u64,
+    pub raft_index: u64,
+    pub raft_term: u64,
+    pub raft_applied_index: u64,
+    pub db_size: u64,
+    pub db_size_in_use: u64,
+    pub is_learner: bool,
+    pub errors: Vec<String>,
+}
+
+struct Pending {
+    cmd: Command,
+    size: usize,
+    reply: oneshot::Sender<Result<CommandResult>>,
+}
+
+type ReadWaiter = oneshot::Sender<Result<()>>;
+
+/// State shared by the Node and its background tasks.
+struct Shared {
+    id: u64,
+    raft: Raft,
+    mvcc: Arc<Mvcc>,
+    peers: Arc<Peers>,
+    applied: watch::Receiver<u64>,
+    timeout: Duration,
+}
+
+pub struct Node {
+    shared: Arc<Shared>,
+    identity: Identity,
+    config: Config,
+    proposals: mpsc::Sender<Pending>,
+    reads: mpsc::Sender<ReadWaiter>,
+    lease_seq: AtomicU64,
+}
+
+fn initial_members(config: &Config, token: &str) -> BTreeMap<u64, Member> {
+    config
+        .initial_cluster
+        .iter()
+        .map(|(name, urls)| {
+            let client_urls = if *name == config.name { config.advertise_client_urls.clone() } else { Vec::new() };
+            (member::member_id(urls, token), Member { name: name.clone(), peer_urls: urls.clone(), client_urls })
+        })
+        .collect()
+}
+
+fn load_identity(db: &RaftDb, config: &Config) -> Result<(Identity, bool)> {
+    if let Some(raw) = db.meta(META_IDENTITY)? {
+        let identity: Identity = serde_json::from_slice(&raw).map_err(|e| Error::Storage(format!("identity: {e}")))?;
+        return Ok((identity, false));
+    }
+    let members = initial_members(config, &config.cluster_token);
+    let me = member::member_id(&config.advertise_peer_urls, &config.cluster_token);
+    if config.new_cluster && !members.contains_key(&me) {
+        return Err(Error::Internal(format!(
+            "--initial-cluster has no member named {:?} with the peer URLs {:?} of --initial-advertise-peer-urls",
+            config.name, config.advertise_peer_urls
+        )));
+    }
+    let ids: Vec<u64> = members.keys().copied().collect();
+    let identity = Identity { name: config.name.clone(), member_id: me, cluster_id: member::cluster_id(&ids) };
+    let raw = serde_json::to_vec(&identity).map_err(|e| Error::Internal(e.to_string()))?;
+    db.put_meta_synced(META_IDENTITY, &raw)?;
+    Ok((identity, true))
+}
+
+fn raft_config(config: &Config) -> Result<openraft::Config> {
+    let election = config.election_timeout.as_millis() as u64;
+    let raft = openraft::Config {
+        cluster_name: config.cluster_token.clone(),
+        heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: election,
+        election_timeout_max: election * 2,
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
+        max_in_snapshot_log_to_keep: config.snapshot_count.clamp(1, 5_000),
+        snapshot_max_chunk_size: 1 << 20,
+        ..Default::default()
+    };
+    raft.validate().map_err(|e| Error::Internal(format!("raft config: {e}")))
+}
+
+impl Node {
+    /// Opens (or creates) the member's data dir, starts raft and, for a new cluster, bootstraps
+    /// its membership.
+    pub async fn start(config: Config) -> Result<Arc<Node>> {
+        let layout = Layout::new(&config.data_dir)?;
+        layout.remove_stale_state_dirs()?;
+        let raft_db = Arc::new(RaftDb::open(&layout.raft_dir())?);
+        let (identity, _fresh) = load_identity(&raft_db, &config)?;
+        let state = StateDb::open(&layout.state_dir()?)?;
+        let applied_index = applied_state(&state)?.0.map_or(0, |l| l.index);
+        let mvcc = Arc::new(Mvcc::new(state)?);
+        let (applied_tx, applied_rx) = watch::channel(applied_index);
+        let peers = Arc::new(Peers::default());
+        let sm = StateMachine::new(mvcc.clone(), layout.clone(), applied_tx);
+        let raft = Raft::new(identity.member_id, Arc::new(raft_config(&config)?), Network { peers: peers.clone() }, LogStore::new(raft_db), sm)
+            .await
+            .map_err(|e| Error::Internal(format!("raft start: {e}")))?;
+        let initialized = raft.is_initialized().await.map_err(|e| Error::Internal(e.to_string()))?;
+        if !initialized && config.new_cluster {
+            // Every founding member proposes the same membership at log index 0; it is safe for
+            // all of them to do so.
+            let members = initial_members(&config, &config.cluster_token);
+            if let Err(e) = raft.initialize(members).await {
+                tracing::info!("raft initialize: {e}");
+            }
+        }
+        let shared = Arc::new(Shared { id: identity.member_id, raft, mvcc, peers, applied: applied_rx, timeout: config.request_timeout });
+        let (proposals, proposal_rx) = mpsc::channel(65_536);
+        let (reads, read_rx) = mpsc::channel(65_536);
+        tokio::spawn(run_proposer(shared.clone(), proposal_rx));
+        tokio::spawn(run_read_index(shared.clone(), read_rx));
+        Ok(Arc::new(Node { shared, identity, config, proposals, reads, lease_seq: AtomicU64::new(0) }))
+    }
+
+    pub fn id(&self) -> u64 {
+        self.identity.member_id
+    }
+
+    pub fn cluster_id(&self) -> u64 {
+        self.identity.cluster_id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.identity.name
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn mvcc(&self) -> &Arc<Mvcc> {
+        &self.shared.mvcc
+    }
+
+    /// The response header etcd fills for this member at `revision`.
+    pub fn header(&self, revision: i64) -> ResponseHeader {
+        ResponseHeader {
+            cluster_id: self.identity.cluster_id,
+            member_id: self.identity.member_id,
+            revision,
+            raft_term: self.shared.raft.metrics().borrow().current_term,
+        }
+    }
+
+    fn fill(&self, header: &mut Option<ResponseHeader>) {
+        let revision = header.as_ref().map_or(0, |h| h.revision);
+        *header = Some(self.header(revision));
+    }
+
+    pub fn leader(&self) -> Option<u64> {
+        self.shared.raft.metrics().borrow().current_leader
+    }
+
+    pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
+        validate::range(&req)?;
+        if !req.serializable {
+            self.read_barrier().await?;
+        }
+        let mut resp = self.shared.mvcc.range(&req)?;
+        self.fill(&mut resp.header);
+        Ok(resp)
+    }
+
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+        validate::put(&req)?;
+        match self.propose(command::Op::Put(req)).await? {
+            command_result::Result::Put(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        validate::delete_range(&req)?;
+        match self.propose(command::Op::DeleteRange(req)).await? {
+            command_result::Result::DeleteRange(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        validate::txn(&req)?;
+        match self.propose(command::Op::Txn(req)).await? {
+            command_result::Result::Txn(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Compaction is applied (and physically done) before the response, so `physical` holds.
+    pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
+        match self.propose(command::Op::Compaction(req)).await? {
+            command_result::Result::Compaction(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn lease_grant(&self, mut req: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        if req.ttl > MAX_LEASE_TTL {
+            return Err(Error::LeaseTtlTooLarge);
+        }
+        req.ttl = req.ttl.max(self.min_lease_ttl());
+        if req.id == 0 {
+            req.id = self.next_lease_id();
+        }
+        match self.propose(command::Op::LeaseGrant(req)).await? {
+            command_result::Result::LeaseGrant(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn lease_revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        match self.propose(command::Op::LeaseRevoke(req)).await? {
+            command_result::Result::LeaseRevoke(mut resp) => {
+                self.fill(&mut resp.header);
+                Ok(resp)
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to whole seconds.
+    fn min_lease_ttl(&self) -> i64 {
+        let ms = self.config.election_timeout.as_millis() as i64 * 3 / 2;
+        (ms + 999) / 1000
+    }
+
+    /// A positive, member-unique lease ID, chosen before proposing (apply stays deterministic).
+    fn next_lease_id(&self) -> i64 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let seq = self.lease_seq.fetch_add(1, Ordering::Relaxed);
+        let id = ((self.identity.member_id & 0xFFFF) << 47) | ((now << 8) & 0x7FFF_FFFF_FF00) | (seq & 0xFF);
+        (id & i64::MAX as u64).max(1) as i64
+    }
+
+    pub fn status(&self) -> Status {
+        let metrics = self.shared.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader.unwrap_or(0);
+        let is_learner = !metrics.membership_config.membership().voter_ids().any(|id| id == self.id())
+            && metrics.membership_config.membership().learner_ids().any(|id| id == self.id());
+        let mut errors = Vec::new();
+        if leader == 0 {
+            errors.push("etcdserver: no leader".to_string());
+        }
+        Status {
+            leader,
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            raft_term: metrics.current_term,
+            raft_applied_index: metrics.last_applied.map_or(0, |l| l.index),
+            db_size: self.shared.mvcc.size(),
+            db_size_in_use: self.shared.mvcc.size_in_use(),
+            is_learner,
+            errors,
+        }
+    }
+
+    /// Waits until this member has applied everything committed before the call (read index).
+    pub async fn read_barrier(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.reads.send(tx).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    async fn propose(&self, op: command::Op) -> Result<command_result::Result> {
+        let cmd = Command { op: Some(op) };
+        let size = cmd.encoded_len();
+        if size > self.config.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.proposals.send(Pending { cmd, size, reply }).await.map_err(|_| Error::Stopped)?;
+        let result = rx.await.map_err(|_| Error::Stopped)??;
+        match result.result {
+            Some(command_result::Result::Error(e)) => Err(Error::from_wire(&e)),
+            Some(r) => Ok(r),
+            None => Err(Error::Internal("empty command result".into())),
+        }
+    }
+
+    /// The leader side of a forwarded proposal.
+    pub async fn handle_propose(&self, batch: CommandBatch) -> Result<ProposeResponse> {
+        let (results, log_index) = self.shared.write_local(batch).await?;
+        Ok(ProposeResponse { results, log_index })
+    }
+
+    /// The leader side of a follower's read index request.
+    pub async fn handle_read_index(&self) -> Result<u64> {
+        self.shared.leader_read_index().await
+    }
+
+    /// Serves a raft RPC from a peer (bytes in, bytes out; the peer service needs no openraft).
+    pub async fn handle_raft_rpc(&self, kind: RaftRpc, data: &[u8]) -> Result<Vec<u8>> {
+        crate::raft::network::serve(&self.shared.raft, kind, data).await
+    }
+
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.shared.raft.shutdown().await {
+            tracing::warn!("raft shutdown: {e}");
+        }
+    }
+}
+
+fn unexpected(r: command_result::Result) -> Error {
+    Error::Internal(format!("unexpected command result {r:?}"))
+}
+
+impl Shared {
+    fn leader(&self) -> Option<(u64, Member)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let id = m.current_leader?;
+        let member = m.membership_config.membership().get_node(&id).cloned().unwrap_or_default();
+        Some((id, member))
+    }
+
+    /// The current leader, waiting for one to be elected until `deadline`.
+    async fn wait_leader(&self, deadline: Instant) -> Result<(u64, Member)> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Some(leader) = self.leader() {
+                return Ok(leader);
+            }
+            match tokio::time::timeout_at(deadline.into(), metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::Stopped),
+                Err(_) => return Err(Error::NoLeader),
+            }
+        }
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
+        let mut applied = self.applied.clone();
+        let reached = tokio::time::timeout_at(deadline.into(), applied.wait_for(|i| *i >= index)).await.map(|r| r.is_ok());
+        match reached {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// Proposes on this member, which must be the leader.
+    async fn write_local(&self, batch: CommandBatch) -> Result<(Vec<CommandResult>, u64)> {
+        match self.raft.client_write(Proposal(batch)).await {
+            Ok(resp) => Ok((resp.data.0, resp.log_id.index)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Error::NotLeader),
+            Err(RaftError::APIError(e)) => Err(Error::Internal(e.to_string())),
+            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// Commits a batch through whichever member leads, retrying only where nothing was proposed.
+    async fn commit(&self, batch: CommandBatch) -> Result<Vec<CommandResult>> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let (leader, member) = self.wait_leader(deadline).await?;
+            let attempt = if leader == self.id {
+                self.write_local(batch.clone()).await.map(|(results, _)| results)
+            } else {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                match self.peers.propose(leader, &member, batch.clone(), remaining).await {
+                    Ok(resp) => {
+                        // Read-your-writes on this member: answer once it has applied the entry.
+                        self.wait_applied(resp.log_index, deadline).await?;
+                        Ok(resp.results)
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            match attempt {
+                Err(Error::NotLeader) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(Error::NotLeader) => return Err(Error::Timeout),
+                other => return other,
+            }
+        }
+    }
+
+    async fn leader_read_index(&self) -> Result<u64> {
+        match self.raft.get_read_log_id().await {
+            Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |l| l.index)),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(Error::NotLeader),
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Error::Timeout),
+            Err(RaftError::Fatal(_)) => Err(Error::Stopped),
+        }
+    }
+
+    /// One read-index round: the leader confirms its leadership with a quorum and names the
+    /// index this member must apply before it serves the reads waiting on this round.
+    async fn read_index(&self) -> Result<u64> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let (leader, member) = self.wait_leader(deadline).await?;
+            let attempt = if leader == self.id {
+                self.leader_read_index().await
+            } else {
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                self.peers.read_index(leader, &member, remaining).await
+            };
+            match attempt {
+                Err(Error::NotLeader) | Err(Error::LeaderChanged) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(Error::NotLeader) | Err(Error::LeaderChanged) => return Err(Error::Timeout),
+                Ok(index) => return Ok(index),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Group commit: takes every request waiting when a slot frees up and proposes them as one
+/// log entry, so concurrent writes share one raft round and one fsync.
+async fn run_proposer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(MAX_INFLIGHT_BATCHES));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let mut bytes = first.size;
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_COMMANDS && bytes < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(p) => {
+                    bytes += p.size;
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+            let outcome = shared.commit(CommandBatch { commands }).await;
+            drop(permit);
+            match outcome {
+                Ok(results) if results.len() == replies.len() => {
+                    for (reply, result) in replies.into_iter().zip(results) {
+                        let _ = reply.send(Ok(result));
+                    }
+                }
+                Ok(results) => {
+                    let e = Error::Internal(format!("{} results for {} commands", results.len(), replies.len()));
+                    replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
+                }
+                Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
+            }
+        });
+    }
+}
+
+/// Batches linearizable reads: every read waiting when a round starts is served by that round;
+/// reads that arrive during it wait for the next one (a round must start after the read).
+async fn run_read_index(shared: Arc<Shared>, mut rx: mpsc::Receiver<ReadWaiter>) {
+    while let Some(first) = rx.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(w) = rx.try_recv() {
+            waiters.push(w);
+        }
+        let round = shared.read_index().await;
+        // The wait for apply runs on its own, so the next round can start at once.
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let outcome = match round {
+                Ok(index) => shared.wait_applied(index, Instant::now() + shared.timeout).await,
+                Err(e) => Err(e),
+            };
+            for w in waiters {
+                let _ = w.send(outcome.clone());
+            }
+        });
+    }
+}

@@ -1,0 +1,10 @@
+//! Raft: the openraft type configuration, storage adapters and transport. The only module
+//! that names openraft.
+
+pub mod log_store;
+pub mod network;
+mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+pub use types::{Member, Raft, TypeConfig};

@@ -1,0 +1,196 @@
+//! The raft transport: openraft's RPCs and the follower-to-leader calls, over the peer gRPC
+//! service (`cairnpb.Raft`). Channels connect lazily and are shared per member.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use cairn_proto::cairnpb::raft_client::RaftClient;
+use cairn_proto::cairnpb::{CommandBatch, ProposeResponse, RaftPayload, ReadIndexRequest};
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::transport::{Channel, Endpoint};
+
+use super::types::{Member, TypeConfig};
+use crate::error::{Error, Result};
+
+/// Raft messages can carry many entries or a snapshot chunk; well above the client limit.
+pub const MAX_PEER_MESSAGE: usize = 256 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// gRPC channels to the other members, by member ID.
+#[derive(Default)]
+pub struct Peers {
+    channels: Mutex<HashMap<u64, (String, Channel)>>,
+}
+
+impl Peers {
+    pub fn client(&self, id: u64, member: &Member) -> Result<RaftClient<Channel>> {
+        let url = member.peer_urls.first().ok_or_else(|| Error::Internal(format!("member {id:x} has no peer URL")))?;
+        let mut channels = self.channels.lock().expect("the peers lock is never poisoned");
+        let channel = match channels.get(&id) {
+            Some((known, ch)) if known == url => ch.clone(),
+            _ => {
+                let ch = Endpoint::from_shared(url.clone())
+                    .map_err(|e| Error::Internal(format!("bad peer URL {url}: {e}")))?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .tcp_nodelay(true)
+                    .http2_keep_alive_interval(Duration::from_secs(10))
+                    .connect_lazy();
+                channels.insert(id, (url.clone(), ch.clone()));
+                ch
+            }
+        };
+        Ok(RaftClient::new(channel).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE))
+    }
+
+    /// Forwards a batch of writes to the leader; `Error::NotLeader` means it was not proposed.
+    pub async fn propose(&self, id: u64, member: &Member, batch: CommandBatch, timeout: Duration) -> Result<ProposeResponse> {
+        let mut req = tonic::Request::new(batch);
+        req.set_timeout(timeout);
+        match self.client(id, member)?.propose(req).await {
+            Ok(resp) => Ok(resp.into_inner()),
+            Err(status) => Err(forward_error(&status)),
+        }
+    }
+
+    pub async fn read_index(&self, id: u64, member: &Member, timeout: Duration) -> Result<u64> {
+        let mut req = tonic::Request::new(ReadIndexRequest {});
+        req.set_timeout(timeout);
+        match self.client(id, member)?.read_index(req).await {
+            Ok(resp) => Ok(resp.into_inner().index),
+            Err(status) => Err(forward_error(&status)),
+        }
+    }
+}
+
+/// The status a member answers a forwarded call with when it is no longer the leader.
+pub const NOT_LEADER_MESSAGE: &str = "cairn: not leader";
+
+fn forward_error(status: &tonic::Status) -> Error {
+    if status.code() == tonic::Code::FailedPrecondition && status.message() == NOT_LEADER_MESSAGE {
+        return Error::NotLeader;
+    }
+    // A call that never reached the leader can be retried elsewhere; anything else may have
+    // been proposed, so the caller must not resend it.
+    if is_connect_error(status) {
+        return Error::NotLeader;
+    }
+    match status.code() {
+        tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Error::Timeout,
+        _ => Error::LeaderChanged,
+    }
+}
+
+fn is_connect_error(status: &tonic::Status) -> bool {
+    let text = format!("{status:?}");
+    status.code() == tonic::Code::Unavailable && (text.contains("tcp connect") || text.contains("Connection refused") || text.contains("error trying to connect"))
+}
+
+/// Creates the per-target clients openraft asks for.
+#[derive(Clone)]
+pub struct Network {
+    pub peers: std::sync::Arc<Peers>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
+        PeerClient { target, client: self.peers.client(target, node) }
+    }
+}
+
+pub struct PeerClient {
+    target: u64,
+    client: Result<RaftClient<Channel>>,
+}
+
+type RpcResult<T, E = openraft::error::Infallible> = std::result::Result<T, RPCError<u64, Member, RaftError<u64, E>>>;
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(&mut self, kind: Kind, req: &Req, option: &RPCOption) -> RpcResult<Resp, E>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
+        };
+        let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(RaftPayload { data });
+        request.set_timeout(option.hard_ttl());
+        let reply = match kind {
+            Kind::Append => client.append_entries(request).await,
+            Kind::Vote => client.vote(request).await,
+            Kind::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| {
+            if is_connect_error(&status) {
+                RPCError::Unreachable(Unreachable::new(&status))
+            } else {
+                RPCError::Network(NetworkError::new(&status))
+            }
+        })?;
+        let result: std::result::Result<Resp, RaftError<u64, E>> =
+            bincode::deserialize(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+enum Kind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> std::result::Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        self.call(Kind::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> std::result::Result<InstallSnapshotResponse<u64>, RPCError<u64, Member, RaftError<u64, InstallSnapshotError>>> {
+        self.call(Kind::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(&mut self, rpc: VoteRequest<u64>, option: RPCOption) -> std::result::Result<VoteResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        self.call(Kind::Vote, &rpc, &option).await
+    }
+}
+
+/// The kinds of raft RPC a member serves to its peers.
+#[derive(Debug, Clone, Copy)]
+pub enum RaftRpc {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+}
+
+/// Serves one raft RPC: decodes openraft's request, hands it to the local raft, and encodes the
+/// result (errors included) for the caller's `PeerClient::call`.
+pub async fn serve(raft: &super::Raft, kind: RaftRpc, data: &[u8]) -> Result<Vec<u8>> {
+    fn de<T: DeserializeOwned>(data: &[u8]) -> Result<T> {
+        bincode::deserialize(data).map_err(|e| Error::Internal(format!("bad raft message: {e}")))
+    }
+    fn ser<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+        bincode::serialize(v).map_err(|e| Error::Internal(e.to_string()))
+    }
+    match kind {
+        RaftRpc::AppendEntries => ser(&raft.append_entries(de::<AppendEntriesRequest<TypeConfig>>(data)?).await),
+        RaftRpc::Vote => ser(&raft.vote(de::<VoteRequest<u64>>(data)?).await),
+        RaftRpc::InstallSnapshot => ser(&raft.install_snapshot(de::<InstallSnapshotRequest<TypeConfig>>(data)?).await),
+    }
+}

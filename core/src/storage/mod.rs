@@ -1,0 +1,342 @@
+//! RocksDB: the two databases of a member and the byte layouts inside them. The only module
+//! that names RocksDB.
+
+pub mod codec;
+pub mod layout;
+pub mod names;
+
+use std::path::Path;
+
+use rocksdb::{
+    checkpoint::Checkpoint, BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Direction,
+    IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::{Error, Result};
+use codec::{Revision, REV_KEY_LEN};
+use names::*;
+
+impl From<rocksdb::Error> for Error {
+    fn from(e: rocksdb::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+fn db_options() -> Options {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts.set_max_background_jobs(2);
+    opts.set_write_buffer_size(32 << 20);
+    opts.set_keep_log_file_num(4);
+    opts
+}
+
+fn cf_options(point_lookups: bool) -> Options {
+    let mut opts = db_options();
+    if point_lookups {
+        let mut table = BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+    }
+    opts
+}
+
+fn open(path: &Path, cfs: &[&str]) -> Result<DB> {
+    let descriptors = cfs.iter().map(|name| ColumnFamilyDescriptor::new(*name, cf_options(*name == CF_KV_REV)));
+    Ok(DB::open_cf_descriptors(&db_options(), path, descriptors)?)
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> &'a ColumnFamily {
+    db.cf_handle(name).expect("every column family is created at open")
+}
+
+fn synced() -> WriteOptions {
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    wo
+}
+
+/// The raft database: log entries and the vote, every write fsynced before it returns.
+pub struct RaftDb {
+    db: DB,
+}
+
+impl RaftDb {
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(RaftDb { db: open(path, &RAFT_CFS)? })
+    }
+
+    pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(cf(&self.db, CF_RAFT_META), key)?)
+    }
+
+    /// Writes a meta key and fsyncs it (the vote must be durable before openraft hears back).
+    pub fn put_meta_synced(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.db.put_cf_opt(cf(&self.db, CF_RAFT_META), key, value, &synced())?)
+    }
+
+    pub fn put_meta(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        Ok(self.db.put_cf(cf(&self.db, CF_RAFT_META), key, value)?)
+    }
+
+    /// Appends log entries in one batch and fsyncs it.
+    pub fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
+        let log = cf(&self.db, CF_RAFT_LOG);
+        let mut batch = WriteBatch::default();
+        for (index, data) in entries {
+            batch.put_cf(log, index.to_be_bytes(), data);
+        }
+        Ok(self.db.write_opt(batch, &synced())?)
+    }
+
+    /// Deletes every entry with index >= `from`.
+    pub fn truncate_from(&self, from: u64) -> Result<()> {
+        let log = cf(&self.db, CF_RAFT_LOG);
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(log, from.to_be_bytes(), u64::MAX.to_be_bytes());
+        batch.delete_cf(log, u64::MAX.to_be_bytes());
+        Ok(self.db.write_opt(batch, &synced())?)
+    }
+
+    /// Records the purge point and deletes every entry with index <= `upto`, atomically.
+    pub fn purge_upto(&self, upto: u64, last_purged: &[u8]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf(&self.db, CF_RAFT_META), META_LAST_PURGED, last_purged);
+        batch.delete_range_cf(cf(&self.db, CF_RAFT_LOG), 0u64.to_be_bytes(), (upto + 1).to_be_bytes());
+        Ok(self.db.write_opt(batch, &synced())?)
+    }
+
+    /// Entries with index in `[start, end)`, in order.
+    pub fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let iter = self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::From(&start.to_be_bytes(), Direction::Forward));
+        for item in iter {
+            let (k, v) = item?;
+            let index = codec::read_u64(&k).ok_or_else(|| Error::Storage("corrupt raft log key".into()))?;
+            if index >= end {
+                break;
+            }
+            out.push((index, v.into_vec()));
+        }
+        Ok(out)
+    }
+
+    pub fn last_entry(&self) -> Result<Option<Vec<u8>>> {
+        let mut iter = self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::End);
+        match iter.next() {
+            Some(item) => Ok(Some(item?.1.into_vec())),
+            None => Ok(None),
+        }
+    }
+}
+
+/// The state database: the MVCC store, leases and the applied position.
+pub struct StateDb {
+    db: DB,
+}
+
+/// A consistent read view of the state database.
+pub struct StateView<'a> {
+    db: &'a DB,
+    snap: SnapshotWithThreadMode<'a, DB>,
+}
+
+/// A cursor over `key_index`.
+pub struct IndexCursor<'a> {
+    it: DBRawIteratorWithThreadMode<'a, DB>,
+}
+
+impl IndexCursor<'_> {
+    pub fn seek(&mut self, key: &[u8]) {
+        self.it.seek(key);
+    }
+    pub fn next(&mut self) {
+        self.it.next();
+    }
+    /// The current `(index key, tag)`, or `None` at the end.
+    pub fn current(&self) -> Option<(&[u8], u8)> {
+        let (k, v) = self.it.item()?;
+        Some((k, v.first().copied().unwrap_or(codec::TAG_PUT)))
+    }
+    pub fn status(&self) -> Result<()> {
+        Ok(self.it.status()?)
+    }
+}
+
+/// Reads shared by the live database (apply) and a snapshot view (client reads).
+pub trait StateRead {
+    fn index_cursor(&self, upper: Option<Vec<u8>>) -> IndexCursor<'_>;
+    fn kv_get(&self, rev: Revision) -> Result<Option<Vec<u8>>>;
+    fn kv_multi_get(&self, revs: &[Revision]) -> Result<Vec<Option<Vec<u8>>>>;
+}
+
+fn index_read_options(upper: Option<Vec<u8>>) -> ReadOptions {
+    let mut ro = ReadOptions::default();
+    if let Some(upper) = upper {
+        ro.set_iterate_upper_bound(upper);
+    }
+    ro
+}
+
+impl StateRead for StateView<'_> {
+    fn index_cursor(&self, upper: Option<Vec<u8>>) -> IndexCursor<'_> {
+        IndexCursor { it: self.snap.raw_iterator_cf_opt(cf(self.db, CF_KEY_INDEX), index_read_options(upper)) }
+    }
+    fn kv_get(&self, rev: Revision) -> Result<Option<Vec<u8>>> {
+        Ok(self.snap.get_cf(cf(self.db, CF_KV_REV), codec::rev_key(rev))?)
+    }
+    fn kv_multi_get(&self, revs: &[Revision]) -> Result<Vec<Option<Vec<u8>>>> {
+        let kv = cf(self.db, CF_KV_REV);
+        self.snap.multi_get_cf(revs.iter().map(|r| (kv, codec::rev_key(*r)))).into_iter().map(|r| r.map_err(Error::from)).collect()
+    }
+}
+
+impl StateRead for StateDb {
+    fn index_cursor(&self, upper: Option<Vec<u8>>) -> IndexCursor<'_> {
+        IndexCursor { it: self.db.raw_iterator_cf_opt(cf(&self.db, CF_KEY_INDEX), index_read_options(upper)) }
+    }
+    fn kv_get(&self, rev: Revision) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(cf(&self.db, CF_KV_REV), codec::rev_key(rev))?)
+    }
+    fn kv_multi_get(&self, revs: &[Revision]) -> Result<Vec<Option<Vec<u8>>>> {
+        let kv = cf(&self.db, CF_KV_REV);
+        self.db.multi_get_cf(revs.iter().map(|r| (kv, codec::rev_key(*r)))).into_iter().map(|r| r.map_err(Error::from)).collect()
+    }
+}
+
+/// One atomic write to the state database.
+#[derive(Default)]
+pub struct StateBatch {
+    batch: WriteBatch,
+}
+
+impl StateBatch {
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+/// Which part of the state a batch or scan touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Meta,
+    KvRev,
+    KeyIndex,
+    Lease,
+    LeaseKeys,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Meta => CF_META,
+            Table::KvRev => CF_KV_REV,
+            Table::KeyIndex => CF_KEY_INDEX,
+            Table::Lease => CF_LEASE,
+            Table::LeaseKeys => CF_LEASE_KEYS,
+        }
+    }
+    pub const ALL: [Table; 5] = [Table::Meta, Table::KvRev, Table::KeyIndex, Table::Lease, Table::LeaseKeys];
+    pub fn from_id(id: u8) -> Option<Table> {
+        Table::ALL.get(id as usize).copied()
+    }
+    pub fn id(self) -> u8 {
+        Table::ALL.iter().position(|t| *t == self).expect("listed") as u8
+    }
+}
+
+impl StateDb {
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(StateDb { db: open(path, &STATE_CFS)? })
+    }
+
+    pub fn view(&self) -> StateView<'_> {
+        StateView { db: &self.db, snap: self.db.snapshot() }
+    }
+
+    pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(cf(&self.db, table.name()), key)?)
+    }
+
+    pub fn put(&self, batch: &mut StateBatch, table: Table, key: &[u8], value: &[u8]) {
+        batch.batch.put_cf(cf(&self.db, table.name()), key, value);
+    }
+
+    pub fn delete(&self, batch: &mut StateBatch, table: Table, key: &[u8]) {
+        batch.batch.delete_cf(cf(&self.db, table.name()), key);
+    }
+
+    /// Applies a batch. Not synced: the raft log is the durable record, and the applied index
+    /// travels in the same batch, so a lost tail is re-applied at start.
+    pub fn write(&self, batch: StateBatch) -> Result<()> {
+        Ok(self.db.write(batch.batch)?)
+    }
+
+    /// Every `(key, value)` of `table` with `start <= key < end`, in order, in chunks handed to `f`
+    /// (so a large scan never sits whole in memory). `f` returns false to stop.
+    pub fn scan(&self, table: Table, start: &[u8], end: Option<&[u8]>, mut f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        let mut ro = ReadOptions::default();
+        if let Some(end) = end {
+            ro.set_iterate_upper_bound(end.to_vec());
+        }
+        let mut it = self.db.raw_iterator_cf_opt(cf(&self.db, table.name()), ro);
+        it.seek(start);
+        while let Some((k, v)) = it.item() {
+            if !f(k, v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        Ok(it.status()?)
+    }
+
+    /// Scans `kv_rev` for revisions in `[from, to]` (main revisions).
+    pub fn scan_revisions(&self, from: i64, to: i64, f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
+        let start = codec::rev_key(Revision::new(from, 0));
+        let end = codec::rev_key(Revision::new(to.saturating_add(1), 0));
+        self.scan(Table::KvRev, &start, Some(&end), f)
+    }
+
+    /// A hard-linked copy of the database at `path`: a consistent point-in-time view for snapshots.
+    pub fn checkpoint(&self, path: &Path) -> Result<()> {
+        Ok(Checkpoint::new(&self.db)?.create_checkpoint(path)?)
+    }
+
+    /// Persists everything written so far (before the raft log behind it is purged).
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush_wal(true)?;
+        Ok(())
+    }
+
+    /// On-disk size in bytes (SST files plus memtables), for Status.dbSize.
+    pub fn size(&self) -> u64 {
+        let prop = |name: &str| -> u64 {
+            STATE_CFS
+                .iter()
+                .filter_map(|c| self.db.property_int_value_cf(cf(&self.db, c), name).ok().flatten())
+                .sum()
+        };
+        prop("rocksdb.total-sst-files-size") + prop("rocksdb.cur-size-all-mem-tables")
+    }
+
+    /// Bytes held by live data (estimate), for Status.dbSizeInUse.
+    pub fn size_in_use(&self) -> u64 {
+        STATE_CFS
+            .iter()
+            .filter_map(|c| self.db.property_int_value_cf(cf(&self.db, c), "rocksdb.estimate-live-data-size").ok().flatten())
+            .sum::<u64>()
+            + STATE_CFS
+                .iter()
+                .filter_map(|c| self.db.property_int_value_cf(cf(&self.db, c), "rocksdb.cur-size-all-mem-tables").ok().flatten())
+                .sum::<u64>()
+    }
+
+    /// Deletes the rows of `table` with key in `[start, end)` (compaction of whole ranges).
+    pub fn delete_range(&self, batch: &mut StateBatch, table: Table, start: &[u8], end: &[u8]) {
+        batch.batch.delete_range_cf(cf(&self.db, table.name()), start, end);
+    }
+}
+
+pub const REV_KEY_SIZE: usize = REV_KEY_LEN;

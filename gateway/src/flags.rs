@@ -1,0 +1,167 @@
+//! The `cairn` command line: etcd's flag names, so a script written for etcd starts Cairn by
+//! changing the program name.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "cairn", version, about = "Cairn: a distributed, strongly consistent key-value store that speaks the etcd v3 API")]
+pub struct Flags {
+    /// Human-readable name for this member.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Path to the data directory (default: ${name}.cairn).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// URLs to listen on for client traffic.
+    #[arg(long, default_value = "http://localhost:2379", value_delimiter = ',')]
+    pub listen_client_urls: Vec<String>,
+    /// Client URLs of this member, advertised to the cluster.
+    #[arg(long, default_value = "http://localhost:2379", value_delimiter = ',')]
+    pub advertise_client_urls: Vec<String>,
+    /// URLs to listen on for peer traffic.
+    #[arg(long, default_value = "http://localhost:2380", value_delimiter = ',')]
+    pub listen_peer_urls: Vec<String>,
+    /// Peer URLs of this member, advertised to the cluster.
+    #[arg(long, default_value = "http://localhost:2380", value_delimiter = ',')]
+    pub initial_advertise_peer_urls: Vec<String>,
+    /// Initial cluster configuration for bootstrapping: name=peerURL,name=peerURL...
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    /// Initial cluster state: new or existing.
+    #[arg(long, default_value = "new", value_parser = ["new", "existing"])]
+    pub initial_cluster_state: String,
+    /// Initial cluster token, which makes member and cluster IDs unique to the cluster.
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    /// Time (in milliseconds) of a heartbeat interval.
+    #[arg(long, default_value_t = 100)]
+    pub heartbeat_interval: u64,
+    /// Time (in milliseconds) for an election to timeout.
+    #[arg(long, default_value_t = 1000)]
+    pub election_timeout: u64,
+    /// Number of committed transactions between raft snapshots (and log purges).
+    #[arg(long, default_value_t = 10_000)]
+    pub snapshot_count: u64,
+    /// Maximum client request size in bytes the server will accept.
+    #[arg(long, default_value_t = cairn_core::node::DEFAULT_MAX_REQUEST_BYTES)]
+    pub max_request_bytes: usize,
+    /// Log level: debug, info, warn, error.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Accepted for etcd compatibility; Cairn always logs to stderr.
+    #[arg(long, default_value = "zap")]
+    pub logger: String,
+}
+
+impl Flags {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name)))
+    }
+
+    /// `--initial-cluster`, defaulting (as etcd) to this member alone at its advertised URLs.
+    pub fn initial_cluster(&self) -> Result<Vec<(String, Vec<String>)>, String> {
+        let Some(spec) = &self.initial_cluster else {
+            return Ok(vec![(self.name.clone(), self.initial_advertise_peer_urls.clone())]);
+        };
+        let mut members: Vec<(String, Vec<String>)> = Vec::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, url) = part.split_once('=').ok_or_else(|| format!("--initial-cluster: {part:?} is not name=url"))?;
+            parse_url(url)?;
+            match members.iter_mut().find(|(n, _)| n == name) {
+                Some((_, urls)) => urls.push(url.to_string()),
+                None => members.push((name.to_string(), vec![url.to_string()])),
+            }
+        }
+        Ok(members)
+    }
+
+    pub fn core_config(&self) -> Result<cairn_core::Config, String> {
+        Ok(cairn_core::Config {
+            name: self.name.clone(),
+            data_dir: self.data_dir(),
+            initial_cluster: self.initial_cluster()?,
+            new_cluster: self.initial_cluster_state == "new",
+            cluster_token: self.initial_cluster_token.clone(),
+            advertise_peer_urls: self.initial_advertise_peer_urls.clone(),
+            advertise_client_urls: self.advertise_client_urls.clone(),
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval),
+            election_timeout: Duration::from_millis(self.election_timeout),
+            snapshot_count: self.snapshot_count,
+            max_request_bytes: self.max_request_bytes,
+            request_timeout: Duration::from_millis(5000 + 2 * self.election_timeout),
+        })
+    }
+}
+
+/// A listen URL: `http://host:port` or `https://host:port` (TLS comes with a later issue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenUrl {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+}
+
+pub fn parse_url(url: &str) -> Result<ListenUrl, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("unix://") {
+        return Err(format!("{url}: unix sockets are not supported (got {r})"));
+    } else {
+        return Err(format!("{url}: URL must start with http:// or https://"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("{url}: missing port"))?;
+    let port: u16 = port.parse().map_err(|_| format!("{url}: bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    Ok(ListenUrl { tls, host, port })
+}
+
+impl ListenUrl {
+    pub async fn resolve(&self) -> Result<SocketAddr, String> {
+        let host = if self.host.is_empty() { "0.0.0.0" } else { self.host.as_str() };
+        let mut addrs = tokio::net::lookup_host((host, self.port)).await.map_err(|e| format!("{}: {e}", self.host))?;
+        let all: Vec<SocketAddr> = addrs.by_ref().collect();
+        all.iter().find(|a| a.is_ipv4()).or(all.first()).copied().ok_or_else(|| format!("{}: no address", self.host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etcd_style_flags_parse() {
+        let f = Flags::parse_from([
+            "cairn",
+            "--name=n1",
+            "--initial-cluster=n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2480",
+            "--listen-client-urls=http://127.0.0.1:2379,http://127.0.0.1:3379",
+        ]);
+        assert_eq!(f.data_dir(), PathBuf::from("n1.cairn"));
+        let c = f.initial_cluster().expect("valid");
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1], ("n2".to_string(), vec!["http://127.0.0.1:2480".to_string()]));
+        assert_eq!(f.listen_client_urls.len(), 2);
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(parse_url("http://127.0.0.1:2379").expect("ok"), ListenUrl { tls: false, host: "127.0.0.1".into(), port: 2379 });
+        assert_eq!(parse_url("https://[::1]:2379").expect("ok").host, "::1");
+        assert!(parse_url("127.0.0.1:2379").is_err());
+        assert!(parse_url("http://localhost").is_err());
+    }
+
+    #[test]
+    fn default_cluster_is_this_member() {
+        let f = Flags::parse_from(["cairn"]);
+        assert_eq!(f.initial_cluster().expect("ok"), vec![("default".to_string(), vec!["http://localhost:2380".to_string()])]);
+        assert_eq!(f.data_dir(), PathBuf::from("default.cairn"));
+    }
+}

@@ -1,0 +1,9 @@
+//! cairn-gateway: the client and peer ports of a Cairn member, and the `cairn` binary.
+
+pub mod error;
+pub mod flags;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod peer;
+pub mod server;

@@ -1,0 +1,53 @@
+//! The peer service (`cairnpb.Raft`): raft traffic from other members, and the calls a
+//! follower makes on the leader.
+
+use std::sync::Arc;
+
+use cairn_core::node::{RaftRpc, NOT_LEADER_MESSAGE};
+use cairn_core::{Error, Node};
+use cairn_proto::cairnpb::raft_server::Raft;
+use cairn_proto::cairnpb::{CommandBatch, ProposeResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse};
+use tonic::{Request, Response, Status};
+
+#[derive(Clone)]
+pub struct PeerService {
+    pub node: Arc<Node>,
+}
+
+fn peer_status(e: Error) -> Status {
+    match e {
+        Error::NotLeader => Status::failed_precondition(NOT_LEADER_MESSAGE),
+        other => crate::error::status(other),
+    }
+}
+
+impl PeerService {
+    async fn rpc(&self, kind: RaftRpc, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        let data = self.node.handle_raft_rpc(kind, &req.into_inner().data).await.map_err(peer_status)?;
+        Ok(Response::new(RaftPayload { data }))
+    }
+}
+
+#[tonic::async_trait]
+impl Raft for PeerService {
+    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.rpc(RaftRpc::AppendEntries, req).await
+    }
+
+    async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.rpc(RaftRpc::Vote, req).await
+    }
+
+    async fn install_snapshot(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.rpc(RaftRpc::InstallSnapshot, req).await
+    }
+
+    async fn propose(&self, req: Request<CommandBatch>) -> Result<Response<ProposeResponse>, Status> {
+        self.node.handle_propose(req.into_inner()).await.map(Response::new).map_err(peer_status)
+    }
+
+    async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+        let index = self.node.handle_read_index().await.map_err(peer_status)?;
+        Ok(Response::new(ReadIndexResponse { index }))
+    }
+}

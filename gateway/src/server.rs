@@ -1,0 +1,121 @@
+//! Starting a member: bind the listeners, start the node, serve until SIGTERM, stop cleanly.
+
+use std::sync::Arc;
+
+use cairn_core::node::MAX_PEER_MESSAGE;
+use cairn_core::Node;
+use cairn_proto::cairnpb::raft_server::RaftServer;
+use cairn_proto::etcdserverpb::kv_server::KvServer;
+use cairn_proto::etcdserverpb::lease_server::LeaseServer;
+use cairn_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+
+use crate::flags::{parse_url, Flags};
+use crate::kv::KvService;
+use crate::lease::LeaseService;
+use crate::maintenance::MaintenanceService;
+use crate::peer::PeerService;
+
+/// etcd's gRPC overhead allowance above `--max-request-bytes`.
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+async fn bind_all(urls: &[String], what: &str) -> Result<Vec<TcpListener>, String> {
+    let mut listeners = Vec::new();
+    for url in urls {
+        let parsed = parse_url(url)?;
+        if parsed.tls {
+            return Err(format!("{what} {url}: TLS listeners are not supported yet"));
+        }
+        let addr = parsed.resolve().await?;
+        let listener = TcpListener::bind(addr).await.map_err(|e| format!("listen on {what} {url}: {e}"))?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+fn serve_clients(node: &Arc<Node>, listener: TcpListener, max_request_bytes: usize, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let max_recv = max_request_bytes + GRPC_OVERHEAD_BYTES;
+    // tonic's own decode limit sits above etcd's so that the KV service can refuse oversize
+    // messages with grpc-go's wording, which etcd clients see.
+    let decode_limit = max_recv.saturating_mul(2);
+    let kv = KvServer::new(KvService { node: node.clone(), max_recv }).max_decoding_message_size(decode_limit).max_encoding_message_size(usize::MAX);
+    let maintenance = MaintenanceServer::new(MaintenanceService { node: node.clone() }).max_decoding_message_size(max_recv);
+    let lease = LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_recv);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(async move {
+        let served = Server::builder()
+            .add_service(kv)
+            .add_service(maintenance)
+            .add_service(lease)
+            .serve_with_incoming_shutdown(incoming, shutdown_signal(stop))
+            .await;
+        if let Err(e) = served {
+            tracing::error!("client server: {e}");
+        }
+    })
+}
+
+fn serve_peers(node: &Arc<Node>, listener: TcpListener, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+    let peer = RaftServer::new(PeerService { node: node.clone() }).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE);
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(async move {
+        if let Err(e) = Server::builder().add_service(peer).serve_with_incoming_shutdown(incoming, shutdown_signal(stop)).await {
+            tracing::error!("peer server: {e}");
+        }
+    })
+}
+
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot watch SIGTERM: {e}");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+/// Runs a member until SIGTERM or SIGINT.
+pub async fn run(flags: Flags) -> Result<(), String> {
+    let config = flags.core_config()?;
+    let peer_listeners = bind_all(&flags.listen_peer_urls, "peer URL").await?;
+    let client_listeners = bind_all(&flags.listen_client_urls, "client URL").await?;
+    let node = Node::start(config).await.map_err(|e| e.to_string())?;
+    tracing::info!(
+        name = node.name(),
+        member_id = format!("{:x}", node.id()),
+        cluster_id = format!("{:x}", node.cluster_id()),
+        "cairn member started; serving clients on {:?}",
+        flags.listen_client_urls
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    for l in peer_listeners {
+        servers.push(serve_peers(&node, l, stop_rx.clone()));
+    }
+    for l in client_listeners {
+        servers.push(serve_clients(&node, l, flags.max_request_bytes, stop_rx.clone()));
+    }
+    terminated().await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let drain = futures::future::join_all(servers);
+    if tokio::time::timeout(std::time::Duration::from_secs(5), drain).await.is_err() {
+        tracing::warn!("some connections did not close within 5s");
+    }
+    node.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
