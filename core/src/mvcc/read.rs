@@ -36,12 +36,20 @@ fn scan_live<S: StateRead>(src: &S, range: &KeyRange, rev: i64, mut f: impl FnMu
     let upper = range.end.as_deref().map(codec::escaped);
     let mut cursor = src.index_cursor(upper);
     cursor.seek(&codec::escaped(&range.start));
-    // The escaped key whose versions we are skipping once its visible version was decided.
+    // The escaped key whose visible version was decided; its older versions are skipped. A hot
+    // key can have many versions, so skipping seeks past them rather than stepping through.
     let mut decided: Option<Vec<u8>> = None;
     while let Some((raw, tag)) = cursor.current() {
         let (esc, at) = codec::split_index_key(raw).ok_or_else(|| Error::Storage("corrupt key_index row".into()))?;
-        if decided.as_deref() == Some(esc) || at.main > rev {
-            cursor.next();
+        if decided.as_deref() == Some(esc) {
+            let past = codec::index_key_after(esc);
+            cursor.seek(&past);
+            continue;
+        }
+        if at.main > rev {
+            // Newer than the read revision: jump to this key's newest version at or below it.
+            let target = codec::index_key_at(esc, rev);
+            cursor.seek(&target);
             continue;
         }
         decided = Some(esc.to_vec());

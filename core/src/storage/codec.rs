@@ -100,6 +100,15 @@ pub fn split_index_key(raw: &[u8]) -> Option<(&[u8], Revision)> {
     Some((esc, Revision { main, sub }))
 }
 
+/// The index key at which the versions of the escaped key `esc` with `main <= rev` begin.
+pub fn index_key_at(esc: &[u8], rev: i64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(esc.len() + REV_KEY_LEN);
+    out.extend_from_slice(esc);
+    out.extend_from_slice(&(!(rev as u64)).to_be_bytes());
+    out.extend_from_slice(&[0u8; 8]);
+    out
+}
+
 /// The smallest index key that sorts after every version of the escaped key `esc`.
 pub fn index_key_after(esc: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(esc.len() + REV_KEY_LEN + 1);
@@ -146,6 +155,10 @@ mod tests {
         assert_eq!(rev, Revision::new(7, 1));
         assert!(index_key_after(esc) > old);
         assert!(index_key_after(esc) < index_key(b"k\0", Revision::new(9, 0)));
+        // Seeking to `index_key_at(k, 6)` skips version 7 and lands on version 5.
+        let at = index_key_at(esc, 6);
+        assert!(new < at && at <= old);
+        assert!(index_key_at(esc, 7) <= new);
     }
 
     #[test]
