@@ -312,8 +312,9 @@ impl<'a> Applier<'a> {
     fn lease_keys(&self, id: i64) -> Result<BTreeSet<Vec<u8>>> {
         let mut candidates: BTreeSet<Vec<u8>> = self.overlay.keys().cloned().collect();
         let start = lease_key(id);
-        let end = lease_key(id.wrapping_add(1));
-        self.db.scan(Table::LeaseKeys, &start, Some(&end), |k, _| {
+        // Links sort by the lease ID's bytes; -1 (all 0xFF) is the last prefix and has no end.
+        let end = id.checked_add(1).filter(|next| *next != 0).map(lease_key);
+        self.db.scan(Table::LeaseKeys, &start, end.as_ref().map(|e| &e[..]), |k, _| {
             candidates.insert(k[8..].to_vec());
             Ok(true)
         })?;

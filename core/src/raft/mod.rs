@@ -8,3 +8,6 @@ pub mod state_machine;
 pub mod types;
 
 pub use types::{Member, Raft, TypeConfig};
+
+#[cfg(test)]
+mod tests;
