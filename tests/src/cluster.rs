@@ -1,0 +1,435 @@
+//! Starts `cairn` or a real `etcd` as separate processes on loopback ports picked at run time.
+//! Both take etcd's flags, so one harness drives either.
+
+use std::fs::OpenOptions;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+use etcd_client::{Client, ConnectOptions, GetOptions, StatusResponse};
+use rustix::process::{kill_process, Pid, Signal};
+use tempfile::TempDir;
+use tokio::sync::{Mutex, MutexGuard};
+
+use crate::binary;
+use crate::wait::wait_until;
+
+/// How long a cluster may take to start and elect a leader.
+pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long an election may take after a leader dies.
+pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a member may take to exit after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-request timeout for clients the harness hands out.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Per-request timeout for the harness's own probes, short so a wait keeps polling.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const LOG_TAIL_LINES: usize = 40;
+
+/// Clusters run one at a time (this is a 2-core machine): each holds this for its lifetime.
+static TURN: Mutex<()> = Mutex::const_new(());
+static CLUSTER_SEQ: AtomicU32 = AtomicU32::new(0);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Cairn,
+    Etcd,
+}
+
+impl Backend {
+    /// The server binary; `Ok(None)` means an optional backend (etcd) is not installed.
+    fn binary(self) -> anyhow::Result<Option<PathBuf>> {
+        match self {
+            Backend::Cairn => binary::cairn().map(Some),
+            Backend::Etcd => Ok(binary::etcd()),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cairn => "cairn",
+            Backend::Etcd => "etcd",
+        }
+    }
+}
+
+struct Member {
+    client_url: String,
+    args: Vec<String>,
+    log: PathBuf,
+    /// Behind a lock only so that liveness can be checked through `&self` while waiting.
+    process: std::sync::Mutex<Option<Child>>,
+    id: u64,
+}
+
+impl Member {
+    fn process(&self) -> std::sync::MutexGuard<'_, Option<Child>> {
+        self.process.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn take_process(&mut self) -> Option<Child> {
+        self.process
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+pub struct Cluster {
+    backend: Backend,
+    binary: PathBuf,
+    members: Vec<Member>,
+    /// Data dirs and logs; removed on drop, after the processes are killed.
+    _dir: TempDir,
+    _turn: MutexGuard<'static, ()>,
+}
+
+/// Starts a cluster for a test, or returns `None` after printing a skip notice when the backend
+/// is etcd and none is installed. Panics (with the members' log tails) if it cannot start.
+pub async fn cluster_or_skip(backend: Backend, members: usize) -> Option<Cluster> {
+    match Cluster::start(backend, members).await {
+        Ok(Some(cluster)) => Some(cluster),
+        Ok(None) => {
+            eprintln!("skipped: no {} installed", backend.name());
+            None
+        }
+        Err(error) => panic!(
+            "could not start a {members}-member {} cluster: {error:#}",
+            backend.name()
+        ),
+    }
+}
+
+impl Cluster {
+    /// Starts `size` members and waits until each answers and agrees on a leader. Waits for any
+    /// other cluster in this test binary to be dropped first, so a test must hold one at a time.
+    pub async fn start(backend: Backend, size: usize) -> anyhow::Result<Option<Cluster>> {
+        let Some(binary) = backend.binary()? else {
+            return Ok(None);
+        };
+        let turn = TURN.lock().await;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("cairn-tests-{}-", backend.name()))
+            .tempdir()?;
+        let members = plan_members(dir.path(), size)?;
+        let mut cluster = Cluster {
+            backend,
+            binary,
+            members,
+            _dir: dir,
+            _turn: turn,
+        };
+        for index in 0..size {
+            cluster.spawn(index)?;
+        }
+        if let Err(error) = cluster.wait_ready(START_TIMEOUT).await {
+            bail!("{error:#}\n{}", cluster.all_log_tails());
+        }
+        Ok(Some(cluster))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn size(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Client URL of member `index`, e.g. `http://127.0.0.1:40123`.
+    pub fn endpoint(&self, index: usize) -> &str {
+        &self.members[index].client_url
+    }
+
+    /// Client URLs of the members that are running.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.running()
+            .map(|index| self.members[index].client_url.clone())
+            .collect()
+    }
+
+    /// The member ID that member `index` reports in its response headers.
+    pub fn member_id(&self, index: usize) -> u64 {
+        self.members[index].id
+    }
+
+    pub fn is_running(&self, index: usize) -> bool {
+        self.members[index].process().is_some()
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.members.len()).filter(|&index| self.is_running(index))
+    }
+
+    /// A client balanced over every running member.
+    pub async fn client(&self) -> anyhow::Result<Client> {
+        connect(&self.endpoints(), REQUEST_TIMEOUT).await
+    }
+
+    /// A client that talks to member `index` only.
+    pub async fn member_client(&self, index: usize) -> anyhow::Result<Client> {
+        connect(&[self.endpoint(index)], REQUEST_TIMEOUT).await
+    }
+
+    pub async fn status(&self, index: usize) -> anyhow::Result<StatusResponse> {
+        let mut client = connect(&[self.endpoint(index)], PROBE_TIMEOUT).await?;
+        Ok(client.status().await?)
+    }
+
+    /// The leader's index, if every running member names the same running member as leader.
+    pub async fn leader(&self) -> anyhow::Result<usize> {
+        let mut named = Vec::new();
+        for index in self.running() {
+            let leader_id = self.status(index).await?.leader();
+            ensure!(leader_id != 0, "member {index} knows no leader");
+            named.push(leader_id);
+        }
+        let first = *named.first().context("no member is running")?;
+        ensure!(
+            named.iter().all(|&id| id == first),
+            "members disagree on the leader: {named:x?}"
+        );
+        self.running()
+            .find(|&index| self.members[index].id == first)
+            .with_context(|| format!("the named leader {first:x} is not a running member"))
+    }
+
+    pub async fn wait_for_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
+        wait_until(
+            "a leader that every running member agrees on",
+            timeout,
+            || self.leader(),
+        )
+        .await
+    }
+
+    /// Indexes of the running members that are not the leader.
+    pub async fn followers(&self) -> anyhow::Result<Vec<usize>> {
+        let leader = self.wait_for_leader(ELECTION_TIMEOUT).await?;
+        Ok(self.running().filter(|&index| index != leader).collect())
+    }
+
+    /// Waits until member `index` has applied `revision`, judged by a serializable (local) read.
+    pub async fn wait_for_revision(
+        &self,
+        index: usize,
+        revision: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let what = format!("member {index} to reach revision {revision}");
+        wait_until(&what, timeout, || async move {
+            let mut client = connect(&[self.endpoint(index)], PROBE_TIMEOUT).await?;
+            let reply = client
+                .get("health", Some(GetOptions::new().with_serializable()))
+                .await?;
+            let reached = reply.header().map_or(0, |header| header.revision());
+            ensure!(
+                reached >= revision,
+                "member {index} is at revision {reached}"
+            );
+            Ok(())
+        })
+        .await
+    }
+
+    /// SIGKILL: the member gets no chance to flush or say goodbye.
+    pub fn kill(&mut self, index: usize) -> anyhow::Result<()> {
+        let mut process = self.members[index]
+            .take_process()
+            .with_context(|| format!("member {index} is not running"))?;
+        process.kill()?;
+        process.wait()?;
+        Ok(())
+    }
+
+    /// SIGTERM, then waits for the member to exit; SIGKILL and an error if it does not.
+    pub async fn stop(&mut self, index: usize) -> anyhow::Result<()> {
+        let mut process = self.members[index]
+            .take_process()
+            .with_context(|| format!("member {index} is not running"))?;
+        kill_process(Pid::from_child(&process), Signal::TERM)?;
+        let exited = wait_until("the member to exit after SIGTERM", STOP_TIMEOUT, || {
+            let status = process.try_wait();
+            async move {
+                status?.context("still running")?;
+                Ok(())
+            }
+        })
+        .await;
+        if exited.is_err() {
+            process.kill()?;
+            process.wait()?;
+        }
+        exited
+    }
+
+    /// Starts a stopped member again with its data dir and original flags (including
+    /// `--initial-cluster-state=new`, as etcd's docs do), without waiting for it.
+    pub fn relaunch(&mut self, index: usize) -> anyhow::Result<()> {
+        ensure!(!self.is_running(index), "member {index} is already running");
+        self.spawn(index)
+    }
+
+    /// [`Cluster::relaunch`], then waits until the member answers and knows a leader.
+    pub async fn restart(&mut self, index: usize) -> anyhow::Result<()> {
+        self.relaunch(index)?;
+        let rejoined = wait_until(&format!("member {index} to rejoin"), START_TIMEOUT, || {
+            self.probe_member(index)
+        })
+        .await;
+        if let Err(error) = rejoined {
+            bail!("{error:#}\n{}", self.log_tail(index));
+        }
+        Ok(())
+    }
+
+    /// The last lines of member `index`'s stdout and stderr.
+    pub fn log_tail(&self, index: usize) -> String {
+        let log = std::fs::read_to_string(&self.members[index].log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+        format!(
+            "--- {} member {index} log tail ---\n{tail}",
+            self.backend.name()
+        )
+    }
+
+    pub fn all_log_tails(&self) -> String {
+        (0..self.members.len())
+            .map(|index| self.log_tail(index))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
+        let member = &mut self.members[index];
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)?;
+        let process = Command::new(&self.binary)
+            .args(&member.args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        *member.process() = Some(process);
+        Ok(())
+    }
+
+    async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        for index in 0..self.members.len() {
+            let what = format!("member {index} to answer with a leader");
+            self.members[index].id =
+                wait_until(&what, timeout, || self.probe_member(index)).await?;
+        }
+        self.wait_for_leader(timeout).await?;
+        Ok(())
+    }
+
+    /// The member's ID once it answers Status and knows a leader; fails fast if it has exited.
+    async fn probe_member(&self, index: usize) -> anyhow::Result<u64> {
+        self.check_alive(index)?;
+        let status = self.status(index).await?;
+        ensure!(status.leader() != 0, "member {index} knows no leader yet");
+        let id = status.header().map_or(0, |header| header.member_id());
+        ensure!(id != 0, "member {index} reports member_id 0");
+        Ok(id)
+    }
+
+    fn check_alive(&self, index: usize) -> anyhow::Result<()> {
+        let exit = match self.members[index].process().as_mut() {
+            None => bail!("member {index} is not running"),
+            Some(process) => process.try_wait()?,
+        };
+        if let Some(status) = exit {
+            bail!(
+                "member {index} exited ({status}):\n{}",
+                self.log_tail(index)
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.all_log_tails());
+        }
+        for member in &mut self.members {
+            if let Some(mut process) = member.take_process() {
+                let _ = process.kill();
+                let _ = process.wait();
+            }
+        }
+    }
+}
+
+fn plan_members(dir: &Path, size: usize) -> anyhow::Result<Vec<Member>> {
+    let ports = free_ports(2 * size)?;
+    let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let names: Vec<String> = (0..size).map(|index| format!("m{index}")).collect();
+    let initial_cluster = names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| format!("{name}={}", url(ports[2 * index + 1])))
+        .collect::<Vec<_>>()
+        .join(",");
+    let token = format!(
+        "cairn-tests-{}-{}",
+        std::process::id(),
+        CLUSTER_SEQ.fetch_add(1, Ordering::Relaxed)
+    );
+    let members = names
+        .iter()
+        .enumerate()
+        .map(|(index, name)| {
+            let client_url = url(ports[2 * index]);
+            let peer_url = url(ports[2 * index + 1]);
+            let args = vec![
+                format!("--name={name}"),
+                format!("--data-dir={}", dir.join(name).display()),
+                format!("--listen-client-urls={client_url}"),
+                format!("--advertise-client-urls={client_url}"),
+                format!("--listen-peer-urls={peer_url}"),
+                format!("--initial-advertise-peer-urls={peer_url}"),
+                format!("--initial-cluster={initial_cluster}"),
+                "--initial-cluster-state=new".to_owned(),
+                format!("--initial-cluster-token={token}"),
+            ];
+            Member {
+                client_url,
+                args,
+                log: dir.join(format!("{name}.log")),
+                process: std::sync::Mutex::new(None),
+                id: 0,
+            }
+        })
+        .collect();
+    Ok(members)
+}
+
+/// Ports the OS reports free right now; all listeners are held until every port is chosen so
+/// that none repeats.
+fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
+}
+
+pub async fn connect<E: AsRef<str>>(endpoints: &[E], timeout: Duration) -> anyhow::Result<Client> {
+    let options = ConnectOptions::new()
+        .with_connect_timeout(PROBE_TIMEOUT)
+        .with_timeout(timeout);
+    Ok(Client::connect(endpoints, Some(options)).await?)
+}
