@@ -108,6 +108,11 @@ impl Cluster {
     /// Starts `size` members and waits until each answers and agrees on a leader. Waits for any
     /// other cluster in this test binary to be dropped first, so a test must hold one at a time.
     pub async fn start(backend: Backend, size: usize) -> anyhow::Result<Option<Cluster>> {
+        Cluster::start_with(backend, size, &[]).await
+    }
+
+    /// Like [`Cluster::start`], with extra flags (etcd's names) for every member.
+    pub async fn start_with(backend: Backend, size: usize, extra: &[&str]) -> anyhow::Result<Option<Cluster>> {
         let Some(binary) = backend.binary()? else {
             return Ok(None);
         };
@@ -115,7 +120,7 @@ impl Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("cairn-tests-{}-", backend.name()))
             .tempdir()?;
-        let members = plan_members(dir.path(), size)?;
+        let members = plan_members(dir.path(), size, extra)?;
         let mut cluster = Cluster {
             backend,
             binary,
@@ -130,6 +135,11 @@ impl Cluster {
             bail!("{error:#}\n{}", cluster.all_log_tails());
         }
         Ok(Some(cluster))
+    }
+
+    /// Member `index`'s `--data-dir`.
+    pub fn data_dir(&self, index: usize) -> PathBuf {
+        self._dir.path().join(format!("m{index}"))
     }
 
     pub fn backend(&self) -> Backend {
@@ -371,7 +381,7 @@ impl Drop for Cluster {
     }
 }
 
-fn plan_members(dir: &Path, size: usize) -> anyhow::Result<Vec<Member>> {
+fn plan_members(dir: &Path, size: usize, extra: &[&str]) -> anyhow::Result<Vec<Member>> {
     let ports = free_ports(2 * size)?;
     let url = |port: u16| format!("http://127.0.0.1:{port}");
     let names: Vec<String> = (0..size).map(|index| format!("m{index}")).collect();
@@ -392,7 +402,7 @@ fn plan_members(dir: &Path, size: usize) -> anyhow::Result<Vec<Member>> {
         .map(|(index, name)| {
             let client_url = url(ports[2 * index]);
             let peer_url = url(ports[2 * index + 1]);
-            let args = vec![
+            let mut args = vec![
                 format!("--name={name}"),
                 format!("--data-dir={}", dir.join(name).display()),
                 format!("--listen-client-urls={client_url}"),
@@ -403,6 +413,7 @@ fn plan_members(dir: &Path, size: usize) -> anyhow::Result<Vec<Member>> {
                 "--initial-cluster-state=new".to_owned(),
                 format!("--initial-cluster-token={token}"),
             ];
+            args.extend(extra.iter().map(|flag| flag.to_string()));
             Member {
                 client_url,
                 args,
