@@ -232,10 +232,6 @@ impl Node {
         }
     }
 
-    fn fill(&self, header: &mut Option<ResponseHeader>) {
-        let revision = header.as_ref().map_or(0, |h| h.revision);
-        *header = Some(self.header(revision));
-    }
 
     pub fn leader(&self) -> Option<u64> {
         self.shared.raft.metrics().borrow().current_leader
@@ -246,53 +242,43 @@ impl Node {
         if !req.serializable {
             self.read_barrier().await?;
         }
-        let mut resp = self.shared.mvcc.range(&req)?;
-        self.fill(&mut resp.header);
-        Ok(resp)
+        Ok(self.stamp(self.shared.mvcc.range(&req)?))
     }
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
         validate::put(&req)?;
-        match self.propose(command::Op::Put(req)).await? {
-            command_result::Result::Put(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.submit(command::Op::Put(req), |r| match r {
+            command_result::Result::Put(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         validate::delete_range(&req)?;
-        match self.propose(command::Op::DeleteRange(req)).await? {
-            command_result::Result::DeleteRange(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.submit(command::Op::DeleteRange(req), |r| match r {
+            command_result::Result::DeleteRange(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         validate::txn(&req)?;
-        match self.propose(command::Op::Txn(req)).await? {
-            command_result::Result::Txn(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.submit(command::Op::Txn(req), |r| match r {
+            command_result::Result::Txn(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     /// Compaction is applied (and physically done) before the response, so `physical` holds.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
-        match self.propose(command::Op::Compaction(req)).await? {
-            command_result::Result::Compaction(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.submit(command::Op::Compaction(req), |r| match r {
+            command_result::Result::Compaction(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn lease_grant(&self, mut req: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
@@ -303,23 +289,34 @@ impl Node {
         if req.id == 0 {
             req.id = self.next_lease_id();
         }
-        match self.propose(command::Op::LeaseGrant(req)).await? {
-            command_result::Result::LeaseGrant(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.submit(command::Op::LeaseGrant(req), |r| match r {
+            command_result::Result::LeaseGrant(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
     }
 
     pub async fn lease_revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        match self.propose(command::Op::LeaseRevoke(req)).await? {
-            command_result::Result::LeaseRevoke(mut resp) => {
-                self.fill(&mut resp.header);
-                Ok(resp)
-            }
-            other => Err(unexpected(other)),
-        }
+        self.submit(command::Op::LeaseRevoke(req), |r| match r {
+            command_result::Result::LeaseRevoke(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// Proposes `op` and returns its response, `pick`ed out of the command result, with this
+    /// member's header.
+    async fn submit<T: Headed>(&self, op: command::Op, pick: impl FnOnce(command_result::Result) -> Result<T, command_result::Result>) -> Result<T> {
+        let resp = pick(self.propose(op).await?).map_err(|other| Error::Internal(format!("unexpected command result {other:?}")))?;
+        Ok(self.stamp(resp))
+    }
+
+    /// Fills in the header core left with only a revision.
+    fn stamp<T: Headed>(&self, mut resp: T) -> T {
+        let header = resp.header_mut();
+        let revision = header.as_ref().map_or(0, |h| h.revision);
+        *header = Some(self.header(revision));
+        resp
     }
 
     /// etcd's minimum lease TTL: 1.5 election timeouts, rounded up to whole seconds.
@@ -403,9 +400,22 @@ impl Node {
     }
 }
 
-fn unexpected(r: command_result::Result) -> Error {
-    Error::Internal(format!("unexpected command result {r:?}"))
+/// A response whose header the member fills in.
+trait Headed {
+    fn header_mut(&mut self) -> &mut Option<ResponseHeader>;
 }
+
+macro_rules! headed {
+    ($($t:ty),*) => {
+        $(impl Headed for $t {
+            fn header_mut(&mut self) -> &mut Option<ResponseHeader> {
+                &mut self.header
+            }
+        })*
+    };
+}
+
+headed!(RangeResponse, PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse);
 
 impl Shared {
     fn leader(&self) -> Option<(u64, Member)> {

@@ -33,3 +33,8 @@ pub fn status(e: Error) -> Status {
 pub fn too_large(size: usize, limit: usize) -> Status {
     Status::new(Code::ResourceExhausted, format!("grpc: received message larger than max ({size} vs. {limit})"))
 }
+
+/// An RPC of etcd's API that a later Cairn version implements.
+pub fn later(rpc: &str) -> Status {
+    Status::unimplemented(format!("{rpc} is not implemented by this Cairn version"))
+}

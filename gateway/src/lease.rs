@@ -13,15 +13,11 @@ use cairn_proto::etcdserverpb::{
 use futures::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::error::status;
+use crate::error::{later, status};
 
 #[derive(Clone)]
 pub struct LeaseService {
     pub node: Arc<Node>,
-}
-
-fn later(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented by this Cairn version"))
 }
 
 #[tonic::async_trait]

@@ -14,6 +14,7 @@ use cairn_proto::etcdserverpb::{
     StatusRequest, StatusResponse,
 };
 use futures::Stream;
+use crate::error::later;
 use tonic::{Request, Response, Status};
 
 /// The etcd API version Cairn reports: a plain number, which clients parse (etcd-api.md §0).
@@ -22,10 +23,6 @@ pub const SERVER_VERSION: &str = "3.5.0";
 #[derive(Clone)]
 pub struct MaintenanceService {
     pub node: Arc<Node>,
-}
-
-fn later(rpc: &str) -> Status {
-    Status::unimplemented(format!("{rpc} is not implemented by this Cairn version"))
 }
 
 #[tonic::async_trait]
