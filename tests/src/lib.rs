@@ -8,6 +8,7 @@
 //! `ETCDCTL_BIN` when set (see [`binary`]); etcd tests print `skipped: no etcd installed` and pass
 //! when the machine has none.
 
+pub mod bench;
 pub mod binary;
 pub mod cluster;
 pub mod etcdctl;
