@@ -22,27 +22,6 @@ pub use grpc::{assert_grpc_error, grpc_code, grpc_message, grpc_status};
 pub use suite::{run_checks, Check, CheckContext, CheckFuture};
 pub use wait::wait_until;
 
-/// Generates one `#[tokio::test]` per backend, in a module named after the scenario:
-/// `per_backend!(leader_failover, 3)` gives `leader_failover::cairn` and `leader_failover::etcd`,
-/// each calling `leader_failover(cluster).await` on a fresh `size`-member cluster. The etcd test
-/// prints a skip notice and passes when no etcd is installed.
-#[macro_export]
-macro_rules! per_backend {
-    ($scenario:ident, $size:expr) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cairn() {
-                $crate::run_scenario($crate::Backend::Cairn, $size, super::$scenario).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd() {
-                $crate::run_scenario($crate::Backend::Etcd, $size, super::$scenario).await;
-            }
-        }
-    };
-}
-
 /// Starts a cluster (or skips, see [`cluster_or_skip`]) and hands it to `scenario`.
 pub async fn run_scenario<F, Fut>(backend: Backend, size: usize, scenario: F)
 where
