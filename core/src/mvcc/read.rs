@@ -65,10 +65,13 @@ fn unescape(esc: &[u8]) -> Result<Vec<u8>> {
     codec::unescape_key(esc).ok_or_else(|| Error::Storage("corrupt key_index key".into()))
 }
 
+/// Live keys with where their values are.
+type Hits = Vec<(Vec<u8>, Hit)>;
+
 /// The live keys of `range` at `rev` as `(key, hit)`, merged with the writes pending in the
 /// apply batch (if any). At most `limit` hits are collected when `limit > 0`; the total is
 /// always counted.
-fn collect<S: StateRead>(src: &S, overlay: Option<&Overlay>, range: &KeyRange, rev: i64, limit: usize) -> Result<(Vec<(Vec<u8>, Hit)>, usize)> {
+fn collect<S: StateRead>(src: &S, overlay: Option<&Overlay>, range: &KeyRange, rev: i64, limit: usize) -> Result<(Hits, usize)> {
     let pending = overlay.filter(|o| o.touches(range, rev));
     let Some(overlay) = pending else {
         let mut hits = Vec::new();
@@ -118,7 +121,7 @@ fn collect<S: StateRead>(src: &S, overlay: Option<&Overlay>, range: &KeyRange, r
     Ok((hits, total))
 }
 
-fn fetch<S: StateRead>(src: &S, hits: Vec<(Vec<u8>, Hit)>) -> Result<Vec<KeyValue>> {
+fn fetch<S: StateRead>(src: &S, hits: Hits) -> Result<Vec<KeyValue>> {
     let revs: Vec<Revision> = hits.iter().filter_map(|(_, h)| if let Hit::Stored(r) = h { Some(*r) } else { None }).collect();
     let mut stored = src.kv_multi_get(&revs)?.into_iter();
     hits.into_iter()
