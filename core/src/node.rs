@@ -265,6 +265,14 @@ impl Node {
 
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         validate::txn(&req)?;
+        // As etcd (v3_server.go): a txn whose branches only range is served locally, after a
+        // read index unless every range is serializable.
+        if validate::txn_is_read_only(&req) {
+            if !validate::txn_is_serializable(&req) {
+                self.read_barrier().await?;
+            }
+            return Ok(self.stamp(self.shared.mvcc.read_txn(&req)?));
+        }
         self.submit(command::Op::Txn(req), |r| match r {
             command_result::Result::Txn(resp) => Ok(resp),
             other => Err(other),

@@ -42,6 +42,16 @@ pub fn txn(r: &TxnRequest) -> Result<()> {
     Ok(())
 }
 
+/// etcd's `IsTxnReadonly`: every op of both top-level branches is a range.
+pub fn txn_is_read_only(r: &TxnRequest) -> bool {
+    r.success.iter().chain(&r.failure).all(|op| matches!(op.request, Some(request_op::Request::RequestRange(_))))
+}
+
+/// etcd's `isTxnSerializable`: every range of both branches asks for a serializable read.
+pub fn txn_is_serializable(r: &TxnRequest) -> bool {
+    r.success.iter().chain(&r.failure).all(|op| matches!(&op.request, Some(request_op::Request::RequestRange(range)) if range.serializable))
+}
+
 fn txn_ops(r: &TxnRequest, max_ops: usize) -> Result<()> {
     let ops = r.compare.len().max(r.success.len()).max(r.failure.len());
     if ops > max_ops {

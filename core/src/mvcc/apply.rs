@@ -19,7 +19,7 @@ use super::read;
 use crate::error::{Error, Result};
 use crate::storage::codec::{self, Revision, TAG_PUT, TAG_TOMBSTONE};
 use crate::storage::names::{META_COMPACT_REV, META_CURRENT_REV};
-use crate::storage::{StateBatch, StateDb, Table};
+use crate::storage::{StateBatch, StateDb, StateRead, Table};
 
 /// Reads during apply see everything committed plus everything pending: no revision is newer.
 const LATEST: i64 = i64::MAX;
@@ -40,6 +40,10 @@ fn lease_link(id: i64, key: &[u8]) -> Vec<u8> {
 
 pub(crate) struct Applier<'a> {
     db: &'a StateDb,
+    /// Where reads go: the live database during apply, a snapshot view for a read-only txn.
+    reader: &'a dyn StateRead,
+    /// The revision "now" means for reads.
+    latest: i64,
     batch: StateBatch,
     overlay: Overlay,
     rev: i64,
@@ -52,7 +56,23 @@ pub(crate) struct Applier<'a> {
 
 impl<'a> Applier<'a> {
     pub fn new(db: &'a StateDb, rev: i64, compact_rev: i64) -> Self {
-        Applier { db, batch: StateBatch::default(), overlay: Overlay::default(), rev, compact_rev, leases: BTreeMap::new(), compaction: None }
+        Applier {
+            db,
+            reader: db,
+            latest: LATEST,
+            batch: StateBatch::default(),
+            overlay: Overlay::default(),
+            rev,
+            compact_rev,
+            leases: BTreeMap::new(),
+            compaction: None,
+        }
+    }
+
+    /// An applier that only reads, from `view` at revision `rev`: it serves read-only txns
+    /// without the log, as etcd does. Its batch is never written.
+    pub fn read_only(db: &'a StateDb, view: &'a dyn StateRead, rev: i64, compact_rev: i64) -> Self {
+        Applier { reader: view, latest: rev, ..Applier::new(db, rev, compact_rev) }
     }
 
     pub fn put_meta(&mut self, key: &[u8], value: &[u8]) {
@@ -82,7 +102,7 @@ impl<'a> Applier<'a> {
     }
 
     fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        read::get(self.db, Some(&self.overlay), key, LATEST)
+        read::get(self.reader, Some(&self.overlay), key, self.latest)
     }
 
     fn lease_exists(&self, id: i64) -> Result<bool> {
@@ -167,7 +187,7 @@ impl<'a> Applier<'a> {
     }
 
     fn delete_keys(&mut self, main: i64, sub: &mut i64, range: &KeyRange) -> Result<Vec<KeyValue>> {
-        let doomed = read::live_kvs(self.db, Some(&self.overlay), range, LATEST)?;
+        let doomed = read::live_kvs(self.reader, Some(&self.overlay), range, self.latest)?;
         for kv in &doomed {
             self.write_delete(main, sub, kv);
         }
@@ -187,7 +207,7 @@ impl<'a> Applier<'a> {
         })
     }
 
-    fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse> {
+    pub fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse> {
         // As etcd: every compare on the chosen path is evaluated against the state before the
         // txn, then the chosen ops are checked, then run (server/etcdserver/txn/txn.go).
         let mut path = Vec::new();
@@ -224,7 +244,7 @@ impl<'a> Applier<'a> {
 
     fn compare(&self, cmp: &Compare) -> Result<bool> {
         let range = KeyRange::new(&cmp.key, &cmp.range_end);
-        let kvs = read::live_kvs(self.db, Some(&self.overlay), &range, LATEST)?;
+        let kvs = read::live_kvs(self.reader, Some(&self.overlay), &range, self.latest)?;
         let target = CompareTarget::try_from(cmp.target).unwrap_or(CompareTarget::Version);
         if kvs.is_empty() {
             // A value cannot be missing on the wire, so a VALUE compare on no key always fails.
@@ -256,8 +276,8 @@ impl<'a> Applier<'a> {
             let response = match &op.request {
                 Some(request_op::Request::RequestRange(r)) => {
                     // A range sees the writes made earlier in the same txn.
-                    let read_rev = if r.revision > 0 { r.revision } else { LATEST };
-                    let result = read::range(self.db, Some(&self.overlay), r, read_rev)?;
+                    let read_rev = if r.revision > 0 { r.revision } else { self.latest };
+                    let result = read::range(self.reader, Some(&self.overlay), r, read_rev)?;
                     let rev = if *sub > 0 { main } else { main - 1 };
                     response_op::Response::ResponseRange(RangeResponse { header: header(rev), kvs: result.kvs, more: result.more, count: result.count })
                 }

@@ -9,7 +9,7 @@ mod read;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse};
+use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 
 pub(crate) use apply::Applier;
 pub use read::RangeResult;
@@ -93,6 +93,16 @@ impl Mvcc {
         }
         let result = read::range(&view, None, req, rev)?;
         Ok(RangeResponse { header: apply::header(current), kvs: result.kvs, more: result.more, count: result.count })
+    }
+
+    /// A txn with only range ops, served from a snapshot of the local state without the log
+    /// (etcd's read-only txn path). The caller has already waited for a read index if needed.
+    pub fn read_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        let db = self.db();
+        let current = self.current_revision();
+        let view = db.view();
+        let compact = self.compact_revision();
+        Applier::read_only(&db, &view, current, compact).txn(req)
     }
 
     /// Runs `f` with an applier over the current state, then writes everything it did in one

@@ -29,7 +29,7 @@ pub(crate) fn decode_kv(raw: &[u8]) -> Result<(u8, KeyValue)> {
 
 /// Calls `f(user_key_escaped, revision)` for every key in `range` that is live at `rev`, in key
 /// order, until `f` returns false.
-fn scan_live<S: StateRead>(src: &S, range: &KeyRange, rev: i64, mut f: impl FnMut(&[u8], Revision) -> bool) -> Result<()> {
+fn scan_live<S: StateRead + ?Sized>(src: &S, range: &KeyRange, rev: i64, mut f: impl FnMut(&[u8], Revision) -> bool) -> Result<()> {
     if range.is_empty() {
         return Ok(());
     }
@@ -71,7 +71,7 @@ type Hits = Vec<(Vec<u8>, Hit)>;
 /// The live keys of `range` at `rev` as `(key, hit)`, merged with the writes pending in the
 /// apply batch (if any). At most `limit` hits are collected when `limit > 0`; the total is
 /// always counted.
-fn collect<S: StateRead>(src: &S, overlay: Option<&Overlay>, range: &KeyRange, rev: i64, limit: usize) -> Result<(Hits, usize)> {
+fn collect<S: StateRead + ?Sized>(src: &S, overlay: Option<&Overlay>, range: &KeyRange, rev: i64, limit: usize) -> Result<(Hits, usize)> {
     let pending = overlay.filter(|o| o.touches(range, rev));
     let Some(overlay) = pending else {
         let mut hits = Vec::new();
@@ -121,7 +121,7 @@ fn collect<S: StateRead>(src: &S, overlay: Option<&Overlay>, range: &KeyRange, r
     Ok((hits, total))
 }
 
-fn fetch<S: StateRead>(src: &S, hits: Hits) -> Result<Vec<KeyValue>> {
+fn fetch<S: StateRead + ?Sized>(src: &S, hits: Hits) -> Result<Vec<KeyValue>> {
     let revs: Vec<Revision> = hits.iter().filter_map(|(_, h)| if let Hit::Stored(r) = h { Some(*r) } else { None }).collect();
     let mut stored = src.kv_multi_get(&revs)?.into_iter();
     hits.into_iter()
@@ -136,13 +136,13 @@ fn fetch<S: StateRead>(src: &S, hits: Hits) -> Result<Vec<KeyValue>> {
 }
 
 /// Every live KeyValue of `range` at `rev`.
-pub(crate) fn live_kvs<S: StateRead>(src: &S, overlay: Option<&Overlay>, range: &KeyRange, rev: i64) -> Result<Vec<KeyValue>> {
+pub(crate) fn live_kvs<S: StateRead + ?Sized>(src: &S, overlay: Option<&Overlay>, range: &KeyRange, rev: i64) -> Result<Vec<KeyValue>> {
     let (hits, _) = collect(src, overlay, range, rev, 0)?;
     fetch(src, hits)
 }
 
 /// The live KeyValue of `key` at `rev`.
-pub(crate) fn get<S: StateRead>(src: &S, overlay: Option<&Overlay>, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
+pub(crate) fn get<S: StateRead + ?Sized>(src: &S, overlay: Option<&Overlay>, key: &[u8], rev: i64) -> Result<Option<KeyValue>> {
     if let Some(visible) = overlay.and_then(|o| o.visible(key, rev)) {
         return Ok(visible.cloned());
     }
@@ -158,7 +158,7 @@ pub struct RangeResult {
 
 /// etcd's Range at a resolved revision, including its quirks (reference/etcd-api.md §1.2): the
 /// limit is applied after filters and sorting, and `count` ignores both.
-pub(crate) fn range<S: StateRead>(src: &S, overlay: Option<&Overlay>, req: &RangeRequest, rev: i64) -> Result<RangeResult> {
+pub(crate) fn range<S: StateRead + ?Sized>(src: &S, overlay: Option<&Overlay>, req: &RangeRequest, rev: i64) -> Result<RangeResult> {
     let range = KeyRange::new(&req.key, &req.range_end);
     let order = SortOrder::try_from(req.sort_order).map_err(|_| Error::InvalidSortOption)?;
     let target = SortTarget::try_from(req.sort_target).map_err(|_| Error::InvalidSortOption)?;

@@ -939,3 +939,22 @@ fn restart_keeps_the_compaction() {
     assert_eq!(failure(s.one(compact(5))), Error::Compacted);
     assert_eq!(revision(&s.put(b"z", b"1").header), 8);
 }
+
+#[test]
+fn read_txn_answers_from_the_local_state_without_a_revision() {
+    let s = Store::new();
+    s.put(b"a", b"1");
+    s.put(b"a", b"2");
+    let is_two = compare(b"a", CompareTarget::Value, CompareResult::Equal, TargetUnion::Value(b"2".to_vec()));
+    let req = TxnRequest { compare: vec![is_two], success: vec![op_range(single(b"a"))], failure: vec![] };
+    let resp = s.mvcc.read_txn(&req).expect("a read-only txn");
+    assert!(resp.succeeded);
+    assert_eq!(revision(&resp.header), 3);
+    let r = range_of(&resp.responses[0]);
+    assert_eq!((keys(&r.kvs).concat(), revision(&r.header)), ("a".to_string(), 3));
+    assert_eq!(r.kvs[0].value, b"2");
+    assert_eq!(s.rev(), 3, "nothing was written");
+    // Its ranges obey the same revision checks as a Range.
+    let future = TxnRequest { success: vec![op_range(RangeRequest { revision: 9, ..single(b"a") })], ..Default::default() };
+    assert_eq!(s.mvcc.read_txn(&future).err(), Some(Error::FutureRev));
+}
