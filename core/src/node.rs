@@ -34,6 +34,12 @@ use crate::validate;
 
 /// etcd's `--max-request-bytes` default.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
+/// etcd 3.5's `--snapshot-count` default.
+pub const DEFAULT_SNAPSHOT_COUNT: u64 = 100_000;
+/// Entries kept behind a snapshot so a briefly lagging follower catches up from the log
+/// (etcd's catch-up entries).
+const CATCH_UP_ENTRIES: u64 = 5_000;
+
 /// etcd's lease TTL ceiling.
 pub const MAX_LEASE_TTL: i64 = 9_000_000_000;
 
@@ -74,7 +80,7 @@ impl Config {
             advertise_client_urls: vec![client_url.to_string()],
             heartbeat_interval: Duration::from_millis(100),
             election_timeout: Duration::from_millis(1000),
-            snapshot_count: 10_000,
+            snapshot_count: DEFAULT_SNAPSHOT_COUNT,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             request_timeout: Duration::from_secs(7),
         }
@@ -161,7 +167,7 @@ fn raft_config(config: &Config) -> Result<openraft::Config> {
         election_timeout_max: election * 2,
         install_snapshot_timeout: 10_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
-        max_in_snapshot_log_to_keep: config.snapshot_count.clamp(1, 5_000),
+        max_in_snapshot_log_to_keep: config.snapshot_count.clamp(1, CATCH_UP_ENTRIES),
         snapshot_max_chunk_size: 1 << 20,
         ..Default::default()
     };

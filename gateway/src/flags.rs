@@ -43,8 +43,9 @@ pub struct Flags {
     /// Time (in milliseconds) for an election to timeout.
     #[arg(long, default_value_t = 1000)]
     pub election_timeout: u64,
-    /// Number of committed transactions between raft snapshots (and log purges).
-    #[arg(long, default_value_t = 10_000)]
+    /// Number of committed raft entries between raft snapshots (and log purges). etcd 3.5's
+    /// default: a snapshot dumps the whole state, so it should not come often.
+    #[arg(long, default_value_t = cairn_core::node::DEFAULT_SNAPSHOT_COUNT)]
     pub snapshot_count: u64,
     /// Maximum client request size in bytes the server will accept.
     #[arg(long, default_value_t = cairn_core::node::DEFAULT_MAX_REQUEST_BYTES)]
