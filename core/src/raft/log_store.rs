@@ -81,11 +81,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
         let raw = encode(ErrorSubject::Vote, vote)?;
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.put_meta_synced(META_VOTE, &raw))
-            .await
-            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?
-            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+        let db = &self.db;
+        tokio::task::block_in_place(|| db.put_meta_synced(META_VOTE, &raw)).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
@@ -110,12 +107,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(|e| Ok((e.log_id.index, encode(ErrorSubject::Logs, &e)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
-        let db = self.db.clone();
-        // The fsync runs off the async threads; the callback fires only once it is done.
-        let res = tokio::task::spawn_blocking(move || db.append(&rows))
-            .await
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
+        // openraft 0.9 awaits this append inline anyway, so the fsync runs in place (the runtime
+        // moves other tasks off this thread meanwhile); the callback fires only once it is done.
+        let db = &self.db;
+        let res = tokio::task::block_in_place(|| db.append(&rows)).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
         match &res {
             Ok(()) => callback.log_io_completed(Ok(())),
             Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
