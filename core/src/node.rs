@@ -138,10 +138,10 @@ fn initial_members(config: &Config, token: &str) -> BTreeMap<u64, Member> {
         .collect()
 }
 
-fn load_identity(db: &RaftDb, config: &Config) -> Result<(Identity, bool)> {
+fn load_identity(db: &RaftDb, config: &Config) -> Result<Identity> {
     if let Some(raw) = db.meta(META_IDENTITY)? {
         let identity: Identity = serde_json::from_slice(&raw).map_err(|e| Error::Storage(format!("identity: {e}")))?;
-        return Ok((identity, false));
+        return Ok(identity);
     }
     let members = initial_members(config, &config.cluster_token);
     let me = member::member_id(&config.advertise_peer_urls, &config.cluster_token);
@@ -155,7 +155,7 @@ fn load_identity(db: &RaftDb, config: &Config) -> Result<(Identity, bool)> {
     let identity = Identity { name: config.name.clone(), member_id: me, cluster_id: member::cluster_id(&ids) };
     let raw = serde_json::to_vec(&identity).map_err(|e| Error::Internal(e.to_string()))?;
     db.put_meta_synced(META_IDENTITY, &raw)?;
-    Ok((identity, true))
+    Ok(identity)
 }
 
 fn raft_config(config: &Config) -> Result<openraft::Config> {
@@ -181,7 +181,7 @@ impl Node {
         let layout = Layout::new(&config.data_dir)?;
         layout.remove_stale_state_dirs()?;
         let raft_db = Arc::new(RaftDb::open(&layout.raft_dir())?);
-        let (identity, _fresh) = load_identity(&raft_db, &config)?;
+        let identity = load_identity(&raft_db, &config)?;
         let state = StateDb::open(&layout.state_dir()?)?;
         let applied_index = applied_state(&state)?.0.map_or(0, |l| l.index);
         let mvcc = Arc::new(Mvcc::new(state)?);
