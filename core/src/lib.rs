@@ -3,11 +3,13 @@
 //! gateway calls [`node::Node`].
 
 pub mod error;
+pub mod lease;
 pub mod member;
 pub mod mvcc;
 pub mod node;
 pub mod raft;
 pub mod storage;
+pub mod watch;
 mod validate;
 
 pub use error::{Error, Result};

@@ -10,15 +10,18 @@ use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::{command, command_result, Command, CommandBatch, CommandResult, ProposeResponse};
 use cairn_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, TxnRequest,
-    TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpoint, LeaseCheckpointRequest,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest,
+    RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::ServerState;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::error::{Error, Result};
+use crate::lease::{Lessor, DEFAULT_CHECKPOINT_INTERVAL};
 use crate::member::{self, Identity};
 use crate::mvcc::Mvcc;
 use crate::raft::log_store::LogStore;
@@ -31,6 +34,7 @@ use crate::storage::layout::Layout;
 use crate::storage::names::META_IDENTITY;
 use crate::storage::{RaftDb, StateDb};
 use crate::validate;
+use crate::watch::{Hub, WatchStream};
 
 /// etcd's `--max-request-bytes` default.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
@@ -47,6 +51,18 @@ const MAX_BATCH_COMMANDS: usize = 4096;
 const MAX_BATCH_BYTES: usize = 8 << 20;
 /// Log entries in flight at once; requests arriving meanwhile gather into the next batch.
 const MAX_INFLIGHT_BATCHES: usize = 2;
+
+/// etcd's `--watch-progress-notify-interval` default.
+pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
+/// gRPC's allowance above `--max-request-bytes` (etcd's `grpcOverheadBytes`), also the size at
+/// which watch responses are fragmented.
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// How often the leader looks for expired leases and due checkpoints (etcd: 500 ms).
+const LEASE_TICK: Duration = Duration::from_millis(100);
+/// Expired leases revoked per tick at most: etcd keeps revocation under 1,000 per second.
+const MAX_REVOKES_PER_TICK: usize = 75;
+/// Remaining TTLs per checkpoint entry (etcd's `maxLeaseCheckpointBatchSize`).
+const MAX_CHECKPOINTS_PER_ENTRY: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -66,6 +82,10 @@ pub struct Config {
     pub max_request_bytes: usize,
     /// How long a request may wait for a leader, a commit or a read index.
     pub request_timeout: Duration,
+    /// `--watch-progress-notify-interval`.
+    pub progress_notify_interval: Duration,
+    /// `--experimental-lease-checkpoint-interval`.
+    pub lease_checkpoint_interval: Duration,
 }
 
 impl Config {
@@ -83,6 +103,8 @@ impl Config {
             snapshot_count: DEFAULT_SNAPSHOT_COUNT,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             request_timeout: Duration::from_secs(7),
+            progress_notify_interval: DEFAULT_PROGRESS_NOTIFY_INTERVAL,
+            lease_checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
         }
     }
 }
@@ -113,8 +135,11 @@ struct Shared {
     id: u64,
     raft: Raft,
     mvcc: Arc<Mvcc>,
+    hub: Arc<Hub>,
+    lessor: Arc<Lessor>,
     peers: Arc<Peers>,
     applied: watch::Receiver<u64>,
+    reads: mpsc::Sender<ReadWaiter>,
     timeout: Duration,
 }
 
@@ -123,7 +148,6 @@ pub struct Node {
     identity: Identity,
     config: Config,
     proposals: mpsc::Sender<Pending>,
-    reads: mpsc::Sender<ReadWaiter>,
     lease_seq: AtomicU64,
 }
 
@@ -185,9 +209,11 @@ impl Node {
         let state = StateDb::open(&layout.state_dir()?)?;
         let applied_index = applied_state(&state)?.0.map_or(0, |l| l.index);
         let mvcc = Arc::new(Mvcc::new(state)?);
+        let hub = Hub::new(mvcc.clone(), config.max_request_bytes + GRPC_OVERHEAD_BYTES);
+        let lessor = Arc::new(Lessor::new(mvcc.leases()?, config.lease_checkpoint_interval));
         let (applied_tx, applied_rx) = watch::channel(applied_index);
         let peers = Arc::new(Peers::default());
-        let sm = StateMachine::new(mvcc.clone(), layout.clone(), applied_tx);
+        let sm = StateMachine::new(mvcc.clone(), hub.clone(), lessor.clone(), layout.clone(), applied_tx);
         let raft = Raft::new(identity.member_id, Arc::new(raft_config(&config)?), Network { peers: peers.clone() }, LogStore::new(raft_db), sm)
             .await
             .map_err(|e| Error::Internal(format!("raft start: {e}")))?;
@@ -200,12 +226,24 @@ impl Node {
                 tracing::info!("raft initialize: {e}");
             }
         }
-        let shared = Arc::new(Shared { id: identity.member_id, raft, mvcc, peers, applied: applied_rx, timeout: config.request_timeout });
         let (proposals, proposal_rx) = mpsc::channel(65_536);
         let (reads, read_rx) = mpsc::channel(65_536);
+        let shared = Arc::new(Shared {
+            id: identity.member_id,
+            raft,
+            mvcc,
+            hub: hub.clone(),
+            lessor,
+            peers,
+            applied: applied_rx,
+            reads,
+            timeout: config.request_timeout,
+        });
         tokio::spawn(run_proposer(shared.clone(), proposal_rx));
         tokio::spawn(run_read_index(shared.clone(), read_rx));
-        Ok(Arc::new(Node { shared, identity, config, proposals, reads, lease_seq: AtomicU64::new(0) }))
+        tokio::spawn(hub.run(config.progress_notify_interval));
+        tokio::spawn(run_lessor(shared.clone(), config.election_timeout));
+        Ok(Arc::new(Node { shared, identity, config, proposals, lease_seq: AtomicU64::new(0) }))
     }
 
     pub fn id(&self) -> u64 {
@@ -318,6 +356,51 @@ impl Node {
         .await
     }
 
+    /// One keep-alive: renewed on the leader. An unknown or expired lease gets TTL 0 and no
+    /// error; the header is taken before the renewal, as etcd does.
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        let header = self.header(self.shared.mvcc.current_revision());
+        let resp = self.shared.on_leader(|shared| Box::pin(shared.renew_local(id)), |peers, leader, member, t| {
+            Box::pin(peers.lease_renew(leader, member, LeaseKeepAliveRequest { id }, t))
+        });
+        let ttl = resp.await?.ttl;
+        Ok(LeaseKeepAliveResponse { header: Some(header), id, ttl })
+    }
+
+    /// The lease's remaining TTL, measured on the leader; an unknown lease gets TTL -1 and no
+    /// error.
+    pub async fn lease_time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+        let resp = self
+            .shared
+            .on_leader(move |shared| Box::pin(shared.time_to_live_local(req)), move |peers, leader, member, t| {
+                Box::pin(peers.lease_time_to_live(leader, member, req, t))
+            })
+            .await?;
+        let revision = self.shared.mvcc.current_revision();
+        Ok(LeaseTimeToLiveResponse { header: Some(self.header(revision)), ..resp })
+    }
+
+    pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
+        self.read_barrier().await?;
+        let leases = self.shared.lessor.ids().into_iter().map(|id| LeaseStatus { id }).collect();
+        Ok(LeaseLeasesResponse { header: Some(self.header(self.shared.mvcc.current_revision())), leases })
+    }
+
+    /// The leader side of a forwarded keep-alive.
+    pub async fn handle_lease_renew(&self, req: LeaseKeepAliveRequest) -> Result<LeaseKeepAliveResponse> {
+        self.shared.renew_local(req.id).await
+    }
+
+    /// The leader side of a forwarded time-to-live request.
+    pub async fn handle_lease_time_to_live(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+        self.shared.time_to_live_local(req).await
+    }
+
+    /// Opens a watch stream on this member.
+    pub fn watch(&self) -> WatchStream {
+        self.shared.hub.open()
+    }
+
     /// Proposes `op` and returns its response, `pick`ed out of the command result, with this
     /// member's header.
     async fn submit<T: Headed>(&self, op: command::Op, pick: impl FnOnce(command_result::Result) -> Result<T, command_result::Result>) -> Result<T> {
@@ -370,9 +453,7 @@ impl Node {
 
     /// Waits until this member has applied everything committed before the call (read index).
     pub async fn read_barrier(&self) -> Result<()> {
-        let (tx, rx) = oneshot::channel();
-        self.reads.send(tx).await.map_err(|_| Error::Stopped)?;
-        rx.await.map_err(|_| Error::Stopped)?
+        self.shared.read_barrier().await
     }
 
     async fn propose(&self, op: command::Op) -> Result<command_result::Result> {
@@ -431,7 +512,83 @@ macro_rules! headed {
 
 headed!(RangeResponse, PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse);
 
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
+
 impl Shared {
+    async fn read_barrier(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.reads.send(tx).await.map_err(|_| Error::Stopped)?;
+        rx.await.map_err(|_| Error::Stopped)?
+    }
+
+    /// Runs a request on the leader: `local` when this member leads, else `remote` through the
+    /// peer service. Retried while leadership moves, until the request timeout.
+    async fn on_leader<T>(
+        &self,
+        local: impl Fn(&Shared) -> BoxFuture<'_, T>,
+        remote: impl for<'a> Fn(&'a Peers, u64, &'a Member, Duration) -> BoxFuture<'a, T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let (leader, member) = self.wait_leader(deadline).await?;
+            let attempt = if leader == self.id {
+                local(self).await
+            } else {
+                remote(&self.peers, leader, &member, deadline.saturating_duration_since(Instant::now())).await
+            };
+            match attempt {
+                Err(Error::NotLeader) | Err(Error::LeaderChanged) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(Error::NotLeader) | Err(Error::LeaderChanged) => return Err(Error::Timeout),
+                other => return other,
+            }
+        }
+    }
+
+    /// Renews a lease on this member, which must lead. It first applies everything committed,
+    /// so a lease granted or revoked by an earlier leader is known.
+    async fn renew_local(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        self.read_barrier().await?;
+        let ttl = match self.lessor.renew(id)? {
+            None => 0,
+            Some(renewal) => {
+                if renewal.clear_checkpoint {
+                    self.propose_checkpoints(vec![LeaseCheckpoint { id, remaining_ttl: 0 }]);
+                }
+                renewal.ttl
+            }
+        };
+        Ok(LeaseKeepAliveResponse { header: None, id, ttl })
+    }
+
+    async fn time_to_live_local(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+        self.read_barrier().await?;
+        if !self.lessor.is_primary() {
+            return Err(Error::NotLeader);
+        }
+        let Some((remaining, granted)) = self.lessor.time_to_live(req.id) else {
+            return Ok(LeaseTimeToLiveResponse { header: None, id: req.id, ttl: -1, granted_ttl: 0, keys: Vec::new() });
+        };
+        let keys = if req.keys { self.mvcc.lease_keys(req.id)? } else { Vec::new() };
+        Ok(LeaseTimeToLiveResponse { header: None, id: req.id, ttl: remaining, granted_ttl: granted, keys })
+    }
+
+    /// Proposes the lessor's commands on this member only, in the background: a deposed
+    /// leader must not forward a revoke to its successor, whose lease clocks differ.
+    fn propose_here(&self, commands: Vec<Command>) {
+        let raft = self.raft.clone();
+        tokio::spawn(async move {
+            if let Err(e) = raft.client_write(Proposal(CommandBatch { commands })).await {
+                tracing::debug!("lessor proposal not committed: {e}");
+            }
+        });
+    }
+
+    fn propose_checkpoints(&self, checkpoints: Vec<LeaseCheckpoint>) {
+        self.propose_here(vec![Command { op: Some(command::Op::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints })) }]);
+    }
+
     fn leader(&self) -> Option<(u64, Member)> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
@@ -571,6 +728,41 @@ async fn run_proposer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
                 Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
             }
         });
+    }
+}
+
+/// The leader's lessor duties: promote and demote with leadership, revoke expired leases and
+/// record remaining TTLs, all by proposing on this member.
+async fn run_lessor(shared: Arc<Shared>, election_timeout: Duration) {
+    let mut tick = tokio::time::interval(LEASE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut leading_term = None;
+    loop {
+        tick.tick().await;
+        let (leading, term) = {
+            let metrics = shared.raft.metrics();
+            let m = metrics.borrow();
+            (m.state == ServerState::Leader, m.current_term)
+        };
+        if !leading {
+            if leading_term.take().is_some() {
+                shared.lessor.demote();
+            }
+            continue;
+        }
+        if leading_term != Some(term) {
+            shared.lessor.promote(election_timeout);
+            leading_term = Some(term);
+        }
+        let expired = shared.lessor.expired(MAX_REVOKES_PER_TICK);
+        if !expired.is_empty() {
+            let commands = expired.into_iter().map(|id| Command { op: Some(command::Op::LeaseRevoke(LeaseRevokeRequest { id })) }).collect();
+            shared.propose_here(commands);
+        }
+        let due = shared.lessor.due_checkpoints(MAX_CHECKPOINTS_PER_ENTRY);
+        if !due.is_empty() {
+            shared.propose_checkpoints(due);
+        }
     }
 }
 

@@ -51,6 +51,17 @@ pub struct Flags {
     #[arg(long, default_value_t = cairn_core::node::DEFAULT_MAX_REQUEST_BYTES)]
     pub max_request_bytes: usize,
     /// Log level: debug, info, warn, error.
+    /// Period of the progress notifications watchers asked for with progress_notify (a Go
+    /// duration such as `10m0s` or `500ms`).
+    #[arg(long, default_value = "10m0s", value_parser = parse_duration)]
+    pub watch_progress_notify_interval: Duration,
+    /// How often the leader records the remaining TTL of leases longer than this interval, so a
+    /// new leader does not give them their full TTL again. Cairn always checkpoints.
+    #[arg(long, default_value = "5m0s", value_parser = parse_duration)]
+    pub experimental_lease_checkpoint_interval: Duration,
+    /// Accepted for etcd compatibility: Cairn always checkpoints lease TTLs.
+    #[arg(long, default_value_t = false)]
+    pub experimental_enable_lease_checkpoint: bool,
     #[arg(long, default_value = "info")]
     pub log_level: String,
     /// Accepted for etcd compatibility; Cairn always logs to stderr.
@@ -94,11 +105,46 @@ impl Flags {
             snapshot_count: self.snapshot_count,
             max_request_bytes: self.max_request_bytes,
             request_timeout: Duration::from_millis(5000 + 2 * self.election_timeout),
+            // etcd's floor for the progress interval.
+            progress_notify_interval: self.watch_progress_notify_interval.max(Duration::from_millis(100)),
+            lease_checkpoint_interval: self.experimental_lease_checkpoint_interval.max(Duration::from_secs(1)),
         })
     }
 }
 
 /// A listen URL: `http://host:port` or `https://host:port` (TLS comes with a later issue).
+/// A Go `time.Duration` string: numbers with units h, m, s, ms, us (or µs) and ns, such as
+/// `10m0s`, `1.5s` or `100ms`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("invalid duration {text:?}");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = text;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
+        let value: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "h" => 3600.0,
+            "m" => 60.0,
+            "s" => 1.0,
+            "ms" => 1e-3,
+            "us" | "µs" => 1e-6,
+            "ns" => 1e-9,
+            _ => return Err(bad()),
+        };
+        total += value * seconds;
+        rest = &rest[unit_len..];
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenUrl {
     pub tls: bool,
@@ -149,6 +195,17 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[1], ("n2".to_string(), vec!["http://127.0.0.1:2480".to_string()]));
         assert_eq!(f.listen_client_urls.len(), 2);
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_duration("10m0s"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h2m3.5s"), Ok(Duration::from_millis(3_723_500)));
+        assert_eq!(parse_duration("100ms"), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("5x").is_err());
+        assert!(parse_duration("").is_err());
     }
 
     #[test]

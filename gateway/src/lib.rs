@@ -1,9 +1,13 @@
 //! cairn-gateway: the client and peer ports of a Cairn member, and the `cairn` binary.
 
+pub mod coord;
+pub mod election;
 pub mod error;
 pub mod flags;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod peer;
 pub mod server;
+pub mod watch;

@@ -7,6 +7,7 @@ use cairn_core::node::{RaftRpc, NOT_LEADER_MESSAGE};
 use cairn_core::{Error, Node};
 use cairn_proto::cairnpb::raft_server::Raft;
 use cairn_proto::cairnpb::{CommandBatch, ProposeResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse};
+use cairn_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use tonic::{Request, Response, Status};
 
 #[derive(Clone)]
@@ -49,5 +50,13 @@ impl Raft for PeerService {
     async fn read_index(&self, _req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
         let index = self.node.handle_read_index().await.map_err(peer_status)?;
         Ok(Response::new(ReadIndexResponse { index }))
+    }
+
+    async fn lease_renew(&self, req: Request<LeaseKeepAliveRequest>) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        self.node.handle_lease_renew(req.into_inner()).await.map(Response::new).map_err(peer_status)
+    }
+
+    async fn lease_time_to_live(&self, req: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        self.node.handle_lease_time_to_live(req.into_inner()).await.map(Response::new).map_err(peer_status)
     }
 }

@@ -2,25 +2,28 @@
 
 use std::sync::Arc;
 
-use cairn_core::node::MAX_PEER_MESSAGE;
+use cairn_core::node::{GRPC_OVERHEAD_BYTES, MAX_PEER_MESSAGE};
 use cairn_core::Node;
 use cairn_proto::cairnpb::raft_server::RaftServer;
 use cairn_proto::etcdserverpb::kv_server::KvServer;
 use cairn_proto::etcdserverpb::lease_server::LeaseServer;
 use cairn_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use cairn_proto::etcdserverpb::watch_server::WatchServer;
+use cairn_proto::v3electionpb::election_server::ElectionServer;
+use cairn_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
+use crate::election::ElectionService;
 use crate::flags::{parse_url, Flags};
 use crate::kv::KvService;
 use crate::lease::LeaseService;
+use crate::lock::LockService;
 use crate::maintenance::MaintenanceService;
 use crate::peer::PeerService;
-
-/// etcd's gRPC overhead allowance above `--max-request-bytes`.
-const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+use crate::watch::WatchService;
 
 async fn bind_all(urls: &[String], what: &str) -> Result<Vec<TcpListener>, String> {
     let mut listeners = Vec::new();
@@ -48,12 +51,18 @@ fn serve_clients(node: &Arc<Node>, listener: TcpListener, max_request_bytes: usi
     let kv = KvServer::new(KvService { node: node.clone(), max_recv }).max_decoding_message_size(decode_limit).max_encoding_message_size(usize::MAX);
     let maintenance = MaintenanceServer::new(MaintenanceService { node: node.clone() }).max_decoding_message_size(max_recv);
     let lease = LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_recv);
+    let watch = WatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX);
+    let lock = LockServer::new(LockService { node: node.clone() }).max_decoding_message_size(max_recv);
+    let election = ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX);
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(async move {
         let served = Server::builder()
             .add_service(kv)
             .add_service(maintenance)
             .add_service(lease)
+            .add_service(watch)
+            .add_service(lock)
+            .add_service(election)
             .serve_with_incoming_shutdown(incoming, shutdown_signal(stop))
             .await;
         if let Err(e) = served {

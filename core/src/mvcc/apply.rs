@@ -7,16 +7,18 @@ use cairn_proto::cairnpb::{command, command_result, Command, CommandResult};
 use cairn_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use cairn_proto::etcdserverpb::{
     request_op, response_op, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
-    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, RangeRequest,
-    RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
+    LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
+    PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
-use cairn_proto::mvccpb::KeyValue;
+use cairn_proto::mvccpb::{event::EventType, Event, KeyValue};
 use prost::Message;
 
 use super::keys::KeyRange;
 use super::overlay::Overlay;
 use super::read;
+use super::{Effects, LeaseChange};
 use crate::error::{Error, Result};
+use crate::lease::LeaseRow;
 use crate::storage::codec::{self, Revision, TAG_PUT, TAG_TOMBSTONE};
 use crate::storage::names::{META_COMPACT_REV, META_CURRENT_REV};
 use crate::storage::{StateBatch, StateDb, StateRead, Table};
@@ -48,8 +50,10 @@ pub(crate) struct Applier<'a> {
     overlay: Overlay,
     rev: i64,
     compact_rev: i64,
-    /// Leases granted (`Some(ttl)`) or revoked (`None`) in this batch.
-    leases: BTreeMap<i64, Option<i64>>,
+    /// Leases granted or checkpointed (`Some`) or revoked (`None`) in this batch.
+    leases: BTreeMap<i64, Option<LeaseRow>>,
+    /// What this batch did, for the watch hub and the lessor.
+    effects: Effects,
     /// A compaction to carry out physically once the batch is written.
     pub compaction: Option<i64>,
 }
@@ -65,6 +69,7 @@ impl<'a> Applier<'a> {
             rev,
             compact_rev,
             leases: BTreeMap::new(),
+            effects: Effects::default(),
             compaction: None,
         }
     }
@@ -79,12 +84,13 @@ impl<'a> Applier<'a> {
         self.db.put(&mut self.batch, Table::Meta, key, value);
     }
 
-    /// The batch to write, with the revision it leaves the store at.
-    pub fn finish(mut self) -> (StateBatch, i64, Option<i64>) {
+    /// The batch to write, with the revision it leaves the store at and what it did.
+    pub fn finish(mut self) -> (StateBatch, Option<i64>, Effects) {
         let rev = self.rev;
         self.put_meta(META_CURRENT_REV, &codec::u64_bytes(rev as u64));
         self.put_meta(META_COMPACT_REV, &codec::u64_bytes(self.compact_rev as u64));
-        (self.batch, rev, self.compaction)
+        self.effects.revision = rev;
+        (self.batch, self.compaction, self.effects)
     }
 
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
@@ -95,6 +101,7 @@ impl<'a> Applier<'a> {
             Some(command::Op::Compaction(req)) => self.compact(req).map(command_result::Result::Compaction),
             Some(command::Op::LeaseGrant(req)) => self.lease_grant(req).map(command_result::Result::LeaseGrant),
             Some(command::Op::LeaseRevoke(req)) => self.lease_revoke(req).map(command_result::Result::LeaseRevoke),
+            Some(command::Op::LeaseCheckpoint(req)) => self.lease_checkpoint(req).map(command_result::Result::LeaseCheckpoint),
             None => Err(Error::Internal("empty command".into())),
         };
         let result = result.unwrap_or_else(|e| command_result::Result::Error(e.to_wire()));
@@ -105,11 +112,23 @@ impl<'a> Applier<'a> {
         read::get(self.reader, Some(&self.overlay), key, self.latest)
     }
 
-    fn lease_exists(&self, id: i64) -> Result<bool> {
+    fn lease_row(&self, id: i64) -> Result<Option<LeaseRow>> {
         if let Some(pending) = self.leases.get(&id) {
-            return Ok(pending.is_some());
+            return Ok(*pending);
         }
-        Ok(self.db.get(Table::Lease, &lease_key(id))?.is_some())
+        self.db.get(Table::Lease, &lease_key(id))?.map(|raw| LeaseRow::decode(&raw)).transpose()
+    }
+
+    fn lease_exists(&self, id: i64) -> Result<bool> {
+        Ok(self.lease_row(id)?.is_some())
+    }
+
+    fn write_lease(&mut self, id: i64, row: Option<LeaseRow>) {
+        match row {
+            Some(row) => self.db.put(&mut self.batch, Table::Lease, &lease_key(id), &row.encode()),
+            None => self.db.delete(&mut self.batch, Table::Lease, &lease_key(id)),
+        }
+        self.leases.insert(id, row);
     }
 
     fn check_put(&self, req: &PutRequest) -> Result<()> {
@@ -164,7 +183,8 @@ impl<'a> Applier<'a> {
         }
         self.write_row(Revision::new(main, *sub), TAG_PUT, &kv);
         *sub += 1;
-        self.overlay.record(&req.key, main, Some(kv));
+        self.overlay.record(&req.key, main, Some(kv.clone()));
+        self.effects.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev.clone() });
         Ok(prev)
     }
 
@@ -176,6 +196,7 @@ impl<'a> Applier<'a> {
         self.write_row(Revision::new(main, *sub), TAG_TOMBSTONE, &tombstone);
         *sub += 1;
         self.overlay.record(&prev.key, main, None);
+        self.effects.events.push(Event { r#type: EventType::Delete as i32, kv: Some(tombstone), prev_kv: Some(prev.clone()) });
     }
 
     fn write_row(&mut self, rev: Revision, tag: u8, kv: &KeyValue) {
@@ -322,8 +343,8 @@ impl<'a> Applier<'a> {
         if self.lease_exists(req.id)? {
             return Err(Error::LeaseExists);
         }
-        self.db.put(&mut self.batch, Table::Lease, &lease_key(req.id), &codec::u64_bytes(req.ttl as u64));
-        self.leases.insert(req.id, Some(req.ttl));
+        self.write_lease(req.id, Some(LeaseRow { ttl: req.ttl, remaining_ttl: 0 }));
+        self.effects.leases.push(LeaseChange::Granted { id: req.id, ttl: req.ttl });
         Ok(LeaseGrantResponse { header: header(self.rev), id: req.id, ttl: req.ttl, error: String::new() })
     }
 
@@ -361,9 +382,20 @@ impl<'a> Applier<'a> {
         if sub > 0 {
             self.rev = main;
         }
-        self.db.delete(&mut self.batch, Table::Lease, &lease_key(req.id));
-        self.leases.insert(req.id, None);
+        self.write_lease(req.id, None);
+        self.effects.leases.push(LeaseChange::Revoked { id: req.id });
         Ok(LeaseRevokeResponse { header: header(self.rev) })
+    }
+
+    /// Records the remaining TTLs the leader measured; leases revoked meanwhile are skipped.
+    fn lease_checkpoint(&mut self, req: &LeaseCheckpointRequest) -> Result<LeaseCheckpointResponse> {
+        for cp in &req.checkpoints {
+            if let Some(row) = self.lease_row(cp.id)? {
+                self.write_lease(cp.id, Some(LeaseRow { remaining_ttl: cp.remaining_ttl.max(0), ..row }));
+                self.effects.leases.push(LeaseChange::Checkpointed { id: cp.id, remaining_ttl: cp.remaining_ttl.max(0) });
+            }
+        }
+        Ok(LeaseCheckpointResponse { header: header(self.rev) })
     }
 }
 

@@ -1,7 +1,7 @@
 //! Key ranges as etcd clients send them (reference/etcd-api.md §1.1).
 
 /// `[start, end)`; `end == None` means every key from `start` on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct KeyRange {
     pub start: Vec<u8>,
     pub end: Option<Vec<u8>>,
@@ -21,6 +21,11 @@ impl KeyRange {
 
     pub fn is_empty(&self) -> bool {
         matches!(&self.end, Some(end) if end.as_slice() <= self.start.as_slice())
+    }
+
+    /// Whether the range is exactly one key.
+    pub fn is_single_key(&self) -> bool {
+        matches!(&self.end, Some(end) if end.len() == self.start.len() + 1 && end.starts_with(&self.start) && end.last() == Some(&0))
     }
 
     pub fn contains(&self, key: &[u8]) -> bool {

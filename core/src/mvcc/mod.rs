@@ -10,11 +10,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
+use cairn_proto::mvccpb::{event::EventType, Event};
 
 pub(crate) use apply::Applier;
 pub use read::RangeResult;
 
 use crate::error::{Error, Result};
+use crate::lease::LeaseRow;
 use crate::storage::codec::{self, TAG_TOMBSTONE};
 use crate::storage::names::{META_COMPACT_REV, META_CURRENT_REV};
 use crate::storage::{StateBatch, StateDb, StateRead, Table};
@@ -22,8 +24,37 @@ use crate::storage::{StateBatch, StateDb, StateRead, Table};
 /// An empty store is at revision 1, so the first write makes revision 2 (etcd-api.md §1.1).
 pub const FIRST_REVISION: i64 = 1;
 
+/// At most this many revisions per watch catch-up read (etcd's `watchBatchMaxRevs`).
+pub const HISTORY_BATCH_REVISIONS: i64 = 1000;
+
+/// A slice of watch history.
+#[derive(Debug)]
+pub struct History {
+    pub events: Vec<Event>,
+    /// The last revision the slice covers (events or not).
+    pub through: i64,
+}
+
 /// Rows deleted per batch by a physical compaction.
 const COMPACTION_BATCH: usize = 10_000;
+
+/// A change to the set of leases, in apply order, for the lessor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseChange {
+    Granted { id: i64, ttl: i64 },
+    Revoked { id: i64 },
+    Checkpointed { id: i64, remaining_ttl: i64 },
+}
+
+/// What one apply did that others must hear of: events for the watch hub (in revision order,
+/// each with the key's previous version) and lease changes for the lessor.
+#[derive(Debug, Default)]
+pub struct Effects {
+    pub events: Vec<Event>,
+    pub leases: Vec<LeaseChange>,
+    /// The store's revision after the apply.
+    pub revision: i64,
+}
 
 pub struct Mvcc {
     db: RwLock<Arc<StateDb>>,
@@ -107,11 +138,12 @@ impl Mvcc {
 
     /// Runs `f` with an applier over the current state, then writes everything it did in one
     /// batch and publishes the new revision.
-    pub(crate) fn apply<T>(&self, f: impl FnOnce(&mut Applier<'_>) -> T) -> Result<T> {
+    pub(crate) fn apply<T>(&self, f: impl FnOnce(&mut Applier<'_>) -> T) -> Result<(T, Effects)> {
         let db = self.db();
         let mut applier = Applier::new(&db, self.current_revision(), self.compact_revision());
         let out = f(&mut applier);
-        let (batch, rev, compaction) = applier.finish();
+        let (batch, compaction, effects) = applier.finish();
+        let rev = effects.revision;
         if let Some(compact) = compaction {
             self.compact_rev.store(compact, Ordering::SeqCst);
         }
@@ -120,7 +152,57 @@ impl Mvcc {
         if let Some(compact) = compaction {
             compact_physically(&db, compact)?;
         }
+        Ok((out, effects))
+    }
+
+    /// Watch history: every event of revisions `[from, to]`, read from one snapshot, at most
+    /// [`HISTORY_BATCH_REVISIONS`] revisions (the caller asks again from the returned revision).
+    /// `prev_kv` fills each event's previous version. Fails with `Compacted` if `from` is below
+    /// the compaction point.
+    pub fn history(&self, from: i64, to: i64, prev_kv: bool) -> Result<History> {
+        let db = self.db();
+        let view = db.view();
+        if from < self.compact_revision() {
+            return Err(Error::Compacted);
+        }
+        let to = to.min(from.saturating_add(HISTORY_BATCH_REVISIONS - 1));
+        let mut events = Vec::new();
+        view.kv_scan(from, to, &mut |_, row| {
+            let (tag, kv) = read::decode_kv(row)?;
+            let kind = if tag == TAG_TOMBSTONE { EventType::Delete } else { EventType::Put };
+            events.push(Event { r#type: kind as i32, kv: Some(kv), prev_kv: None });
+            Ok(true)
+        })?;
+        if prev_kv {
+            for event in &mut events {
+                let kv = event.kv.as_ref().expect("history events are built with a kv");
+                event.prev_kv = read::get(&view, None, &kv.key, kv.mod_revision - 1)?;
+            }
+        }
+        Ok(History { events, through: to })
+    }
+
+    /// Every lease in the store, with its TTLs.
+    pub fn leases(&self) -> Result<Vec<(i64, LeaseRow)>> {
+        let mut out = Vec::new();
+        self.db().scan(Table::Lease, &[], None, |k, v| {
+            let id = codec::read_u64(k).ok_or_else(|| Error::Storage("corrupt lease key".into()))? as i64;
+            out.push((id, LeaseRow::decode(v)?));
+            Ok(true)
+        })?;
         Ok(out)
+    }
+
+    /// The keys attached to lease `id`.
+    pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>> {
+        let start = apply::lease_key(id);
+        let end = id.checked_add(1).filter(|next| *next != 0).map(apply::lease_key);
+        let mut keys = Vec::new();
+        self.db().scan(Table::LeaseKeys, &start, end.as_ref().map(|e| &e[..]), |k, _| {
+            keys.push(k[8..].to_vec());
+            Ok(true)
+        })?;
+        Ok(keys)
     }
 
     pub fn size(&self) -> u64 {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use cairn_proto::cairnpb::raft_client::RaftClient;
 use cairn_proto::cairnpb::{CommandBatch, ProposeResponse, RaftPayload, ReadIndexRequest};
+use cairn_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse};
@@ -62,6 +63,24 @@ impl Peers {
         req.set_timeout(timeout);
         match self.client(id, member)?.read_index(req).await {
             Ok(resp) => Ok(resp.into_inner().index),
+            Err(status) => Err(forward_error(&status)),
+        }
+    }
+
+    pub async fn lease_renew(&self, id: u64, member: &Member, req: LeaseKeepAliveRequest, timeout: Duration) -> Result<LeaseKeepAliveResponse> {
+        let mut req = tonic::Request::new(req);
+        req.set_timeout(timeout);
+        match self.client(id, member)?.lease_renew(req).await {
+            Ok(resp) => Ok(resp.into_inner()),
+            Err(status) => Err(forward_error(&status)),
+        }
+    }
+
+    pub async fn lease_time_to_live(&self, id: u64, member: &Member, req: LeaseTimeToLiveRequest, timeout: Duration) -> Result<LeaseTimeToLiveResponse> {
+        let mut req = tonic::Request::new(req);
+        req.set_timeout(timeout);
+        match self.client(id, member)?.lease_time_to_live(req).await {
+            Ok(resp) => Ok(resp.into_inner()),
             Err(status) => Err(forward_error(&status)),
         }
     }

@@ -14,10 +14,12 @@ use tokio::sync::watch;
 use super::snapshot;
 use super::types::{Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::error::Error;
+use crate::lease::Lessor;
 use crate::mvcc::Mvcc;
 use crate::storage::layout::Layout;
 use crate::storage::names::{META_LAST_APPLIED, META_MEMBERSHIP};
 use crate::storage::{StateDb, Table};
+use crate::watch::Hub;
 
 const SNAPSHOT_FILE: &str = "current.snap";
 const SNAPSHOT_META: &str = "current.meta";
@@ -38,6 +40,8 @@ fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
 
 pub struct StateMachine {
     mvcc: Arc<Mvcc>,
+    hub: Arc<Hub>,
+    lessor: Arc<Lessor>,
     layout: Layout,
     applied: watch::Sender<u64>,
     snapshot_seq: Arc<AtomicU64>,
@@ -58,8 +62,8 @@ pub fn applied_state(db: &StateDb) -> Result<(Option<LogId>, StoredMembership), 
 }
 
 impl StateMachine {
-    pub fn new(mvcc: Arc<Mvcc>, layout: Layout, applied: watch::Sender<u64>) -> Self {
-        StateMachine { mvcc, layout, applied, snapshot_seq: Arc::new(AtomicU64::new(0)) }
+    pub fn new(mvcc: Arc<Mvcc>, hub: Arc<Hub>, lessor: Arc<Lessor>, layout: Layout, applied: watch::Sender<u64>) -> Self {
+        StateMachine { mvcc, hub, lessor, layout, applied, snapshot_seq: Arc::new(AtomicU64::new(0)) }
     }
 
     fn snapshot_paths(&self) -> (PathBuf, PathBuf) {
@@ -129,7 +133,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         };
         let mvcc = self.mvcc.clone();
-        let results = tokio::task::block_in_place(move || {
+        let (results, effects) = tokio::task::block_in_place(move || {
             mvcc.apply(|applier| -> Result<Vec<Applied>, Error> {
                 let mut out = Vec::with_capacity(entries.len());
                 let mut membership = None;
@@ -150,8 +154,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 Ok(out)
             })
         })
-        .and_then(|r| r)
+        .and_then(|(r, effects)| Ok((r?, effects)))
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        self.lessor.applied(&effects.leases);
+        self.hub.notify(&effects.events, effects.revision);
         self.applied.send_replace(last.index);
         Ok(results)
     }
@@ -188,6 +194,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let layout = self.layout.clone();
         let meta = meta.clone();
         let mvcc = self.mvcc.clone();
+        let (hub, lessor) = (self.hub.clone(), self.lessor.clone());
         let applied = tokio::task::spawn_blocking(move || -> Result<Option<LogId>, Error> {
             // Load into a new directory, then switch the pointer: a crash leaves either the old
             // state or the new one, never a mix.
@@ -196,6 +203,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             snapshot::load(file, &db)?;
             layout.switch_state_dir(&dir)?;
             mvcc.replace(db)?;
+            lessor.reload(mvcc.leases()?);
+            hub.reset();
             // The received file becomes the snapshot this member serves to others.
             publish(&layout.snapshot_dir(), &layout.snapshot_dir().join(RECEIVING_FILE), &meta)?;
             Ok(meta.last_log_id)

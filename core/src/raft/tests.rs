@@ -31,7 +31,9 @@ fn open_member(root: &Path) -> crate::Result<(LogStore, StateMachine, Arc<Mvcc>)
     layout.remove_stale_state_dirs()?;
     let log = LogStore::new(Arc::new(RaftDb::open(&layout.raft_dir())?));
     let mvcc = Arc::new(Mvcc::new(StateDb::open(&layout.state_dir()?)?)?);
-    let sm = StateMachine::new(mvcc.clone(), layout, tokio::sync::watch::channel(0).0);
+    let hub = crate::watch::Hub::new(mvcc.clone(), 1 << 20);
+    let lessor = Arc::new(crate::lease::Lessor::new(mvcc.leases()?, crate::lease::DEFAULT_CHECKPOINT_INTERVAL));
+    let sm = StateMachine::new(mvcc.clone(), hub, lessor, layout, tokio::sync::watch::channel(0).0);
     Ok((log, sm, mvcc))
 }
 

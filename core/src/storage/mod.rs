@@ -170,6 +170,27 @@ pub trait StateRead {
     fn index_cursor(&self, upper: Option<Vec<u8>>) -> IndexCursor<'_>;
     fn kv_get(&self, rev: Revision) -> Result<Option<Vec<u8>>>;
     fn kv_multi_get(&self, revs: &[Revision]) -> Result<Vec<Option<Vec<u8>>>>;
+    /// Calls `f(revision, row)` for every `kv_rev` row with main revision in `[from, to]`, in
+    /// order, until `f` returns false.
+    fn kv_scan(&self, from: i64, to: i64, f: &mut dyn FnMut(Revision, &[u8]) -> Result<bool>) -> Result<()>;
+}
+
+fn kv_scan_with(mut it: DBRawIteratorWithThreadMode<'_, DB>, from: i64, f: &mut dyn FnMut(Revision, &[u8]) -> Result<bool>) -> Result<()> {
+    it.seek(codec::rev_key(Revision::new(from, 0)));
+    while let Some((k, v)) = it.item() {
+        let rev = codec::decode_rev_key(k).ok_or_else(|| Error::Storage("corrupt kv_rev key".into()))?;
+        if !f(rev, v)? {
+            return Ok(());
+        }
+        it.next();
+    }
+    Ok(it.status()?)
+}
+
+fn kv_scan_options(to: i64) -> ReadOptions {
+    let mut ro = ReadOptions::default();
+    ro.set_iterate_upper_bound(codec::rev_key(Revision::new(to.saturating_add(1), 0)).to_vec());
+    ro
 }
 
 fn index_read_options(upper: Option<Vec<u8>>) -> ReadOptions {
@@ -191,6 +212,9 @@ impl StateRead for StateView<'_> {
         let kv = cf(self.db, CF_KV_REV);
         self.snap.multi_get_cf(revs.iter().map(|r| (kv, codec::rev_key(*r)))).into_iter().map(|r| r.map_err(Error::from)).collect()
     }
+    fn kv_scan(&self, from: i64, to: i64, f: &mut dyn FnMut(Revision, &[u8]) -> Result<bool>) -> Result<()> {
+        kv_scan_with(self.snap.raw_iterator_cf_opt(cf(self.db, CF_KV_REV), kv_scan_options(to)), from, f)
+    }
 }
 
 impl StateRead for StateDb {
@@ -203,6 +227,9 @@ impl StateRead for StateDb {
     fn kv_multi_get(&self, revs: &[Revision]) -> Result<Vec<Option<Vec<u8>>>> {
         let kv = cf(&self.db, CF_KV_REV);
         self.db.multi_get_cf(revs.iter().map(|r| (kv, codec::rev_key(*r)))).into_iter().map(|r| r.map_err(Error::from)).collect()
+    }
+    fn kv_scan(&self, from: i64, to: i64, f: &mut dyn FnMut(Revision, &[u8]) -> Result<bool>) -> Result<()> {
+        kv_scan_with(self.db.raw_iterator_cf_opt(cf(&self.db, CF_KV_REV), kv_scan_options(to)), from, f)
     }
 }
 

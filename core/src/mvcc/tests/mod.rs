@@ -65,6 +65,7 @@ impl Store {
         self.mvcc
             .apply(|applier| cmds.iter().map(|c| applier.apply(c).result.expect("every command has a result")).collect())
             .expect("apply")
+            .0
     }
 
     fn one(&self, cmd: Command) -> Outcome {
