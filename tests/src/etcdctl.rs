@@ -3,11 +3,16 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
-use anyhow::Context;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
+use anyhow::{bail, Context};
+use rustix::process::{kill_process, Pid, Signal};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::binary;
 
@@ -51,8 +56,8 @@ impl Etcdctl {
         &self.endpoints
     }
 
-    /// Runs `etcdctl --endpoints=.. <args>`.
-    pub async fn run(&self, args: &[&str], input: Input<'_>) -> anyhow::Result<Ran> {
+    /// `etcdctl --endpoints=.. <args>` with its output piped, killed if dropped.
+    fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.binary);
         command
             .env("ETCDCTL_API", "3")
@@ -63,6 +68,12 @@ impl Etcdctl {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        command
+    }
+
+    /// Runs `etcdctl --endpoints=.. <args>`.
+    pub async fn run(&self, args: &[&str], input: Input<'_>) -> anyhow::Result<Ran> {
+        let mut command = self.command(args);
         let text = match input {
             Input::Nothing => {
                 command.stdin(Stdio::null());
@@ -122,5 +133,134 @@ impl Etcdctl {
             .await
             .map(|ran| ran.stdout.contains(flag) || ran.stderr.contains(flag))
             .unwrap_or(false)
+    }
+}
+
+/// An etcdctl that runs until stopped (`watch`, `lock`, `elect`): its stdout is read line by line
+/// as it arrives. Dropping it kills the process.
+pub struct Streaming {
+    child: Child,
+    args: Vec<String>,
+    lines: mpsc::UnboundedReceiver<String>,
+    /// What it has printed on stderr so far; complete once `stderr_done` has finished.
+    stderr: Arc<StdMutex<String>>,
+    stderr_done: JoinHandle<()>,
+}
+
+impl Etcdctl {
+    /// Starts `etcdctl --endpoints=.. <args>` without waiting for it to finish.
+    pub fn spawn(&self, args: &[&str]) -> anyhow::Result<Streaming> {
+        let mut child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        let stdout = child.stdout.take().context("etcdctl's stdout")?;
+        let stderr = child.stderr.take().context("etcdctl's stderr")?;
+        let (sender, lines) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut stdout = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = stdout.next_line().await {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let printed = Arc::new(StdMutex::new(String::new()));
+        let sink = Arc::clone(&printed);
+        let stderr_done = tokio::spawn(async move {
+            let mut stderr = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = stderr.next_line().await {
+                let mut text = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                text.push_str(&line);
+                text.push('\n');
+            }
+        });
+        Ok(Streaming {
+            child,
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            lines,
+            stderr: printed,
+            stderr_done,
+        })
+    }
+}
+
+impl Streaming {
+    /// The next `count` lines of stdout, all within `timeout`.
+    pub async fn lines(&mut self, count: usize, timeout: Duration) -> anyhow::Result<Vec<String>> {
+        let mut lines = Vec::with_capacity(count);
+        let deadline = Instant::now() + timeout;
+        while lines.len() < count {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => lines.push(line),
+                Ok(None) => bail!(
+                    "etcdctl {:?} closed its stdout after {lines:?}; stderr: {}",
+                    self.args,
+                    self.stderr_so_far()
+                ),
+                Err(_) => bail!(
+                    "etcdctl {:?} printed only {lines:?} of {count} lines within {timeout:?}; \
+                     stderr: {}",
+                    self.args,
+                    self.stderr_so_far()
+                ),
+            }
+        }
+        Ok(lines)
+    }
+
+    /// The lines printed so far and not yet taken, without waiting.
+    pub fn printed(&mut self) -> Vec<String> {
+        std::iter::from_fn(|| self.lines.try_recv().ok()).collect()
+    }
+
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits (at most `timeout`) for etcdctl to exit by itself; `stdout` holds the lines not yet
+    /// taken.
+    pub async fn wait(mut self, timeout: Duration) -> anyhow::Result<Ran> {
+        let status = tokio::time::timeout(timeout, self.child.wait())
+            .await
+            .with_context(|| {
+                format!("etcdctl {:?} did not exit within {timeout:?}", self.args)
+            })??;
+        tokio::time::timeout(timeout, &mut self.stderr_done)
+            .await
+            .context("etcdctl's stderr did not close")??;
+        let stderr = self.stderr_so_far();
+        let mut stdout = String::new();
+        let drained = tokio::time::timeout(timeout, async {
+            while let Some(line) = self.lines.recv().await {
+                stdout.push_str(&line);
+                stdout.push('\n');
+            }
+        });
+        drained.await.context("etcdctl's stdout did not close")?;
+        Ok(Ran {
+            success: status.success(),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// SIGINT, on which `lock` unlocks and `elect` resigns, then [`Streaming::wait`].
+    pub async fn interrupt(self, timeout: Duration) -> anyhow::Result<Ran> {
+        let pid = self
+            .child
+            .id()
+            .and_then(|id| Pid::from_raw(id as i32))
+            .context("etcdctl has already exited")?;
+        kill_process(pid, Signal::INT)?;
+        self.wait(timeout).await
+    }
+
+    fn stderr_so_far(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
