@@ -53,7 +53,8 @@ pub struct Flags {
     /// Log level: debug, info, warn, error.
     /// Period of the progress notifications watchers asked for with progress_notify (a Go
     /// duration such as `10m0s` or `500ms`).
-    #[arg(long, default_value = "10m0s", value_parser = parse_duration)]
+    /// (etcd 3.5 calls it `--experimental-watch-progress-notify-interval`; both are accepted.)
+    #[arg(long, default_value = "10m0s", value_parser = parse_duration, alias = "experimental-watch-progress-notify-interval")]
     pub watch_progress_notify_interval: Duration,
     /// How often the leader records the remaining TTL of leases longer than this interval, so a
     /// new leader does not give them their full TTL again. Cairn always checkpoints.

@@ -578,11 +578,7 @@ fn deliverable(spec: &WatchSpec, event: &Event) -> Option<Event> {
     if !spec.wants(event) {
         return None;
     }
-    let mut event = event.clone();
-    if !spec.prev_kv {
-        event.prev_kv = None;
-    }
-    Some(event)
+    Some(Event { r#type: event.r#type, kv: event.kv.clone(), prev_kv: if spec.prev_kv { event.prev_kv.clone() } else { None } })
 }
 
 /// One watch stream: many watchers, one ordered queue of responses. Dropping it cancels every
