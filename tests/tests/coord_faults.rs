@@ -276,3 +276,41 @@ async fn idle_lease_expires_after_leader_kill(mut cluster: Cluster) {
     assert!(gone - elected <= bound, "expired {:?} after the election", gone - elected);
     cluster.restart(leader).await.expect("the old leader restarts");
 }
+
+/// Cairn only (etcd 3.4 and 3.5 checkpoint every 5 minutes at best): with checkpoints every
+/// second, a new leader starts a long lease from its last recorded remaining TTL, not from its
+/// full TTL again.
+mod checkpointed_lease_keeps_its_remaining_ttl {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cairn() {
+        super::checkpointed_lease_keeps_its_remaining_ttl().await;
+    }
+}
+
+async fn checkpointed_lease_keeps_its_remaining_ttl() {
+    const TTL: i64 = 30;
+    let flags = ["--experimental-lease-checkpoint-interval=1s"];
+    let mut cluster = Cluster::start_with(cairn_tests::Backend::Cairn, 3, &flags).await.expect("a cluster starts").expect("cairn is built");
+    let leader = cluster.wait_for_leader(ELECTION_TIMEOUT).await.expect("a leader");
+    let mut client = cluster.member_client(leader).await.expect("a client");
+    let lease = client.lease_grant(TTL, None).await.expect("grant").id();
+    // Let the lease run down by a few seconds, which several checkpoints record.
+    wait_until("the lease to run down to 26 s", Duration::from_secs(10), || {
+        let mut client = client.clone();
+        async move {
+            let left = client.lease_time_to_live(lease, None).await?.ttl();
+            anyhow::ensure!(left <= TTL - 4, "{left} s left");
+            Ok(())
+        }
+    })
+    .await
+    .expect("the lease runs down");
+    cluster.kill(leader).expect("SIGKILL the leader");
+    let new_leader = cluster.wait_for_leader(ELECTION_TIMEOUT).await.expect("a new leader");
+    let mut client = cluster.member_client(new_leader).await.expect("a client");
+    let left = client.lease_time_to_live(lease, None).await.expect("time to live").ttl();
+    // The new leader adds one election timeout (1 s) to the last checkpoint, taken at most a
+    // second before the kill; without checkpoints it would report the full 30 s.
+    assert!((1..=TTL - 2).contains(&left), "the new leader gives the lease {left} s of {TTL}");
+    cluster.restart(leader).await.expect("the old leader restarts");
+}
