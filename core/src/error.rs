@@ -44,6 +44,8 @@ pub enum Error {
     Timeout,
     #[error("server stopped")]
     Stopped,
+    #[error("database space exceeded")]
+    NoSpace,
     #[error("storage: {0}")]
     Storage(String),
     #[error("internal: {0}")]
@@ -73,6 +75,7 @@ impl Error {
             Error::Stopped => 18,
             Error::Storage(_) => 19,
             Error::Internal(_) => 20,
+            Error::NoSpace => 21,
         }
     }
 
@@ -105,6 +108,7 @@ impl Error {
             17 => Error::Timeout,
             18 => Error::Stopped,
             19 => Error::Storage(e.detail.clone()),
+            21 => Error::NoSpace,
             _ => Error::Internal(e.detail.clone()),
         }
     }
@@ -121,6 +125,7 @@ mod tests {
             Error::DuplicateKey, Error::Compacted, Error::FutureRev, Error::LeaseNotFound, Error::LeaseExists,
             Error::LeaseTtlTooLarge, Error::RequestTooLarge, Error::InvalidSortOption, Error::NoLeader, Error::NotLeader,
             Error::LeaderChanged, Error::Timeout, Error::Stopped, Error::Storage("disk".into()), Error::Internal("bug".into()),
+            Error::NoSpace,
         ];
         for e in all {
             assert_eq!(Error::from_wire(&e.to_wire()), e);

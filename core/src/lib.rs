@@ -2,6 +2,7 @@
 //! RocksDB, replicates writes with openraft and answers the etcd KV API. No servers here: the
 //! gateway calls [`node::Node`].
 
+pub mod backup;
 pub mod error;
 pub mod lease;
 pub mod member;

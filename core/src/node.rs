@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::{command, command_result, Command, CommandBatch, CommandResult, ProposeResponse};
+use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
 use cairn_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpoint, LeaseCheckpointRequest,
+    AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseCheckpoint, LeaseCheckpointRequest,
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeRequest,
     LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, PutRequest, PutResponse, RangeRequest,
     RangeResponse, ResponseHeader, TxnRequest, TxnResponse,
@@ -57,6 +58,10 @@ pub const DEFAULT_PROGRESS_NOTIFY_INTERVAL: Duration = Duration::from_secs(600);
 /// gRPC's allowance above `--max-request-bytes` (etcd's `grpcOverheadBytes`), also the size at
 /// which watch responses are fragmented.
 pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+/// etcd's `--quota-backend-bytes` default (2 GiB), used when the flag is 0.
+pub const DEFAULT_QUOTA_BACKEND_BYTES: u64 = 2 << 30;
+/// How often a member measures its database against the quota.
+const QUOTA_TICK: Duration = Duration::from_millis(100);
 /// How often the leader looks for expired leases and due checkpoints (etcd: 500 ms).
 const LEASE_TICK: Duration = Duration::from_millis(100);
 /// Expired leases revoked per tick at most: etcd keeps revocation under 1,000 per second.
@@ -86,6 +91,8 @@ pub struct Config {
     pub progress_notify_interval: Duration,
     /// `--experimental-lease-checkpoint-interval`.
     pub lease_checkpoint_interval: Duration,
+    /// `--quota-backend-bytes`: past this size the member raises the NOSPACE alarm.
+    pub quota_backend_bytes: u64,
 }
 
 impl Config {
@@ -105,6 +112,7 @@ impl Config {
             request_timeout: Duration::from_secs(7),
             progress_notify_interval: DEFAULT_PROGRESS_NOTIFY_INTERVAL,
             lease_checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
         }
     }
 }
@@ -147,8 +155,12 @@ pub struct Node {
     shared: Arc<Shared>,
     identity: Identity,
     config: Config,
+    layout: Layout,
     proposals: mpsc::Sender<Pending>,
     lease_seq: AtomicU64,
+    /// The database size last measured, for the quota check before a write is proposed.
+    db_size: AtomicU64,
+    backup_seq: AtomicU64,
 }
 
 fn initial_members(config: &Config, token: &str) -> BTreeMap<u64, Member> {
@@ -243,7 +255,18 @@ impl Node {
         tokio::spawn(run_read_index(shared.clone(), read_rx));
         tokio::spawn(hub.run(config.progress_notify_interval));
         tokio::spawn(run_lessor(shared.clone(), config.election_timeout));
-        Ok(Arc::new(Node { shared, identity, config, proposals, lease_seq: AtomicU64::new(0) }))
+        let node = Arc::new(Node {
+            shared,
+            identity,
+            config,
+            layout,
+            proposals,
+            lease_seq: AtomicU64::new(0),
+            db_size: AtomicU64::new(0),
+            backup_seq: AtomicU64::new(0),
+        });
+        tokio::spawn(run_quota(Arc::downgrade(&node)));
+        Ok(node)
     }
 
     pub fn id(&self) -> u64 {
@@ -291,6 +314,7 @@ impl Node {
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
         validate::put(&req)?;
+        self.check_quota(req.key.len() + req.value.len()).await?;
         self.submit(command::Op::Put(req), |r| match r {
             command_result::Result::Put(resp) => Ok(resp),
             other => Err(other),
@@ -317,6 +341,7 @@ impl Node {
             }
             return Ok(self.stamp(self.shared.mvcc.read_txn(&req)?));
         }
+        self.check_quota(req.encoded_len()).await?;
         self.submit(command::Op::Txn(req), |r| match r {
             command_result::Result::Txn(resp) => Ok(resp),
             other => Err(other),
@@ -338,6 +363,7 @@ impl Node {
             return Err(Error::LeaseTtlTooLarge);
         }
         req.ttl = req.ttl.max(self.min_lease_ttl());
+        self.check_quota(0).await?;
         if req.id == 0 {
             req.id = self.next_lease_id();
         }
@@ -396,6 +422,67 @@ impl Node {
         self.shared.time_to_live_local(req).await
     }
 
+    /// etcd's quota check before a write is proposed: past the quota, the NOSPACE alarm is
+    /// raised (through the log, so every member refuses writes) and the write is refused.
+    async fn check_quota(&self, cost: usize) -> Result<()> {
+        if self.shared.mvcc.no_space() {
+            return Err(Error::NoSpace);
+        }
+        if self.db_size.load(Ordering::Relaxed) + cost as u64 <= self.config.quota_backend_bytes {
+            return Ok(());
+        }
+        self.raise_no_space().await;
+        Err(Error::NoSpace)
+    }
+
+    async fn raise_no_space(&self) {
+        let req = AlarmRequest { action: AlarmAction::Activate as i32, member_id: self.id(), alarm: AlarmType::Nospace as i32 };
+        if let Err(e) = self.propose(command::Op::Alarm(req)).await {
+            tracing::warn!("raising the NOSPACE alarm: {e}");
+        }
+    }
+
+    /// Maintenance.Alarm: GET lists the active alarms; ACTIVATE and DEACTIVATE go through the
+    /// log and answer with the alarms they changed.
+    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse> {
+        if AlarmAction::try_from(req.action) == Ok(AlarmAction::Get) {
+            let alarms = self.shared.mvcc.alarms().into_iter().filter(|a| req.alarm == AlarmType::None as i32 || a.alarm == req.alarm).collect();
+            return Ok(AlarmResponse { header: Some(self.header(self.shared.mvcc.current_revision())), alarms });
+        }
+        self.submit(command::Op::Alarm(req), |r| match r {
+            command_result::Result::Alarm(resp) => Ok(resp),
+            other => Err(other),
+        })
+        .await
+    }
+
+    /// `(hash, hashed revision, compact revision)` of the key space at `revision`.
+    pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {
+        let mvcc = self.shared.mvcc.clone();
+        tokio::task::spawn_blocking(move || mvcc.hash_kv(revision)).await.map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    pub async fn hash(&self) -> Result<(u32, i64)> {
+        let mvcc = self.shared.mvcc.clone();
+        tokio::task::spawn_blocking(move || mvcc.hash()).await.map_err(|e| Error::Internal(e.to_string()))?
+    }
+
+    pub async fn defragment(&self) -> Result<()> {
+        let mvcc = self.shared.mvcc.clone();
+        tokio::task::spawn_blocking(move || mvcc.defragment()).await.map_err(|e| Error::Internal(e.to_string()))??;
+        self.db_size.store(self.shared.mvcc.size(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Writes a backup of this member's state (see [`crate::backup`]) and returns its path;
+    /// the caller streams it and removes it.
+    pub async fn backup(&self) -> Result<PathBuf> {
+        let db = self.shared.mvcc.db();
+        let dir = self.layout.snapshot_dir();
+        let name = format!("backup-{}", self.backup_seq.fetch_add(1, Ordering::Relaxed));
+        tokio::task::spawn_blocking(move || crate::backup::write(&db, &dir, &name)).await.map_err(|e| Error::Internal(e.to_string()))?
+    }
+
     /// Opens a watch stream on this member.
     pub fn watch(&self) -> WatchStream {
         self.shared.hub.open()
@@ -438,6 +525,10 @@ impl Node {
         let mut errors = Vec::new();
         if leader == 0 {
             errors.push("etcdserver: no leader".to_string());
+        }
+        for alarm in self.shared.mvcc.alarms() {
+            let name = AlarmType::try_from(alarm.alarm).map_or("UNKNOWN", |t| t.as_str_name());
+            errors.push(format!("memberID:{} alarm:{name} ", alarm.member_id));
         }
         Status {
             leader,
@@ -510,7 +601,7 @@ macro_rules! headed {
     };
 }
 
-headed!(RangeResponse, PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse);
+headed!(RangeResponse, PutResponse, DeleteRangeResponse, TxnResponse, CompactionResponse, LeaseGrantResponse, LeaseRevokeResponse, AlarmResponse);
 
 type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'a>>;
 
@@ -762,6 +853,22 @@ async fn run_lessor(shared: Arc<Shared>, election_timeout: Duration) {
         let due = shared.lessor.due_checkpoints(MAX_CHECKPOINTS_PER_ENTRY);
         if !due.is_empty() {
             shared.propose_checkpoints(due);
+        }
+    }
+}
+
+/// Measures the database for the quota check, and raises the NOSPACE alarm once it is past
+/// the quota (etcd raises it on the next write; measuring ahead keeps writes cheap).
+async fn run_quota(node: std::sync::Weak<Node>) {
+    let mut tick = tokio::time::interval(QUOTA_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(node) = node.upgrade() else { return };
+        let size = node.shared.mvcc.size();
+        node.db_size.store(size, Ordering::Relaxed);
+        if size > node.config.quota_backend_bytes && !node.shared.mvcc.no_space() {
+            node.raise_no_space().await;
         }
     }
 }

@@ -24,6 +24,7 @@ pub fn status(e: Error) -> Status {
         Error::LeaderChanged => (Code::Unavailable, "etcdserver: leader changed"),
         Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
         Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
+        Error::NoSpace => (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
         Error::Storage(_) | Error::Internal(_) => return Status::new(Code::Unknown, e.to_string()),
     };
     Status::new(code, message)

@@ -10,6 +10,8 @@ use clap::Parser;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "cairn", version, about = "Cairn: a distributed, strongly consistent key-value store that speaks the etcd v3 API")]
 pub struct Flags {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// Human-readable name for this member.
     #[arg(long, default_value = "default")]
     pub name: String,
@@ -63,6 +65,9 @@ pub struct Flags {
     /// Accepted for etcd compatibility: Cairn always checkpoints lease TTLs.
     #[arg(long, default_value_t = false)]
     pub experimental_enable_lease_checkpoint: bool,
+    /// Raise the NOSPACE alarm when the database exceeds this many bytes (0: the 2 GiB default).
+    #[arg(long, default_value_t = 0)]
+    pub quota_backend_bytes: u64,
     #[arg(long, default_value = "info")]
     pub log_level: String,
     /// Accepted for etcd compatibility; Cairn always logs to stderr.
@@ -77,19 +82,7 @@ impl Flags {
 
     /// `--initial-cluster`, defaulting (as etcd) to this member alone at its advertised URLs.
     pub fn initial_cluster(&self) -> Result<Vec<(String, Vec<String>)>, String> {
-        let Some(spec) = &self.initial_cluster else {
-            return Ok(vec![(self.name.clone(), self.initial_advertise_peer_urls.clone())]);
-        };
-        let mut members: Vec<(String, Vec<String>)> = Vec::new();
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (name, url) = part.split_once('=').ok_or_else(|| format!("--initial-cluster: {part:?} is not name=url"))?;
-            parse_url(url)?;
-            match members.iter_mut().find(|(n, _)| n == name) {
-                Some((_, urls)) => urls.push(url.to_string()),
-                None => members.push((name.to_string(), vec![url.to_string()])),
-            }
-        }
-        Ok(members)
+        parse_initial_cluster(self.initial_cluster.as_deref(), &self.name, &self.initial_advertise_peer_urls)
     }
 
     pub fn core_config(&self) -> Result<cairn_core::Config, String> {
@@ -109,11 +102,86 @@ impl Flags {
             // etcd's floor for the progress interval.
             progress_notify_interval: self.watch_progress_notify_interval.max(Duration::from_millis(100)),
             lease_checkpoint_interval: self.experimental_lease_checkpoint_interval.max(Duration::from_secs(1)),
+            quota_backend_bytes: match self.quota_backend_bytes {
+                0 => cairn_core::node::DEFAULT_QUOTA_BACKEND_BYTES,
+                bytes => bytes,
+            },
         })
     }
 }
 
 /// A listen URL: `http://host:port` or `https://host:port` (TLS comes with a later issue).
+/// `--initial-cluster name=url,...`: each member's name and peer URLs. Without the flag, the
+/// cluster is this member alone.
+pub fn parse_initial_cluster(spec: Option<&str>, name: &str, peer_urls: &[String]) -> Result<Vec<(String, Vec<String>)>, String> {
+    let Some(spec) = spec else {
+        return Ok(vec![(name.to_string(), peer_urls.to_vec())]);
+    };
+    let mut members: Vec<(String, Vec<String>)> = Vec::new();
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, url) = part.split_once('=').ok_or_else(|| format!("--initial-cluster: {part:?} is not name=url"))?;
+        parse_url(url)?;
+        match members.iter_mut().find(|(n, _)| n == name) {
+            Some((_, urls)) => urls.push(url.to_string()),
+            None => members.push((name.to_string(), vec![url.to_string()])),
+        }
+    }
+    Ok(members)
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Work with snapshot files taken with `etcdctl snapshot save`.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum SnapshotCommand {
+    /// Build a new member's data dir from a snapshot file (etcdutl's `snapshot restore`). Run it
+    /// once per member of the new cluster with the same file, then start each member with the
+    /// same flags and `--initial-cluster-state new`.
+    Restore(RestoreArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RestoreArgs {
+    /// The snapshot file.
+    pub file: PathBuf,
+    /// The new member's name.
+    #[arg(long, default_value = "default")]
+    pub name: String,
+    /// Where to build the data dir (default: ${name}.cairn); it must not exist or be empty.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The new cluster's members, as name=peer-url pairs.
+    #[arg(long)]
+    pub initial_cluster: Option<String>,
+    #[arg(long, default_value = "etcd-cluster")]
+    pub initial_cluster_token: String,
+    #[arg(long, default_value = "http://localhost:2380", value_delimiter = ',')]
+    pub initial_advertise_peer_urls: Vec<String>,
+}
+
+impl RestoreArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name)))
+    }
+
+    /// Checks that the new cluster names this member with its peer URLs, as etcd does.
+    pub fn validate(&self) -> Result<(), String> {
+        let members = parse_initial_cluster(self.initial_cluster.as_deref(), &self.name, &self.initial_advertise_peer_urls)?;
+        match members.iter().find(|(n, _)| *n == self.name) {
+            Some((_, urls)) if *urls == self.initial_advertise_peer_urls => Ok(()),
+            Some((_, urls)) => Err(format!(
+                "--initial-cluster has {} with peer URLs {urls:?}, but --initial-advertise-peer-urls is {:?}",
+                self.name, self.initial_advertise_peer_urls
+            )),
+            None => Err(format!("--initial-cluster has no member named {:?}", self.name)),
+        }
+    }
+}
+
 /// A Go `time.Duration` string: numbers with units h, m, s, ms, us (or µs) and ns, such as
 /// `10m0s`, `1.5s` or `100ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

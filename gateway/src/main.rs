@@ -1,15 +1,27 @@
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use cairn_gateway::flags::Flags;
+use cairn_gateway::flags::{Command, Flags, RestoreArgs, SnapshotCommand};
 
 #[tokio::main]
 async fn main() {
     let flags = Flags::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", flags.log_level)));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    if let Err(e) = cairn_gateway::server::run(flags).await {
+    let outcome = match &flags.command {
+        Some(Command::Snapshot(SnapshotCommand::Restore(args))) => restore(args),
+        None => cairn_gateway::server::run(flags).await,
+    };
+    if let Err(e) = outcome {
         eprintln!("cairn: {e}");
         std::process::exit(1);
     }
+}
+
+fn restore(args: &RestoreArgs) -> Result<(), String> {
+    args.validate()?;
+    let dir = args.data_dir();
+    let revision = cairn_core::backup::restore(&args.file, &dir).map_err(|e| e.to_string())?;
+    println!("restored snapshot {} at revision {revision} into {}", args.file.display(), dir.display());
+    Ok(())
 }

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use cairn_proto::cairnpb::{command, command_result, Command, CommandResult};
 use cairn_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
 use cairn_proto::etcdserverpb::{
-    request_op, response_op, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
+    request_op, response_op, AlarmMember, AlarmRequest, AlarmResponse, AlarmType, CompactionRequest, CompactionResponse, Compare, DeleteRangeRequest, DeleteRangeResponse,
     LeaseCheckpointRequest, LeaseCheckpointResponse, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse,
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader, ResponseOp, TxnRequest, TxnResponse,
 };
@@ -20,7 +21,7 @@ use super::{Effects, LeaseChange};
 use crate::error::{Error, Result};
 use crate::lease::LeaseRow;
 use crate::storage::codec::{self, Revision, TAG_PUT, TAG_TOMBSTONE};
-use crate::storage::names::{META_COMPACT_REV, META_CURRENT_REV};
+use crate::storage::names::{META_ALARMS, META_COMPACT_REV, META_CURRENT_REV};
 use crate::storage::{StateBatch, StateDb, StateRead, Table};
 
 /// Reads during apply see everything committed plus everything pending: no revision is newer.
@@ -54,6 +55,9 @@ pub(crate) struct Applier<'a> {
     leases: BTreeMap<i64, Option<LeaseRow>>,
     /// What this batch did, for the watch hub and the lessor.
     effects: Effects,
+    /// The active alarms; `alarms_changed` once a command in this batch changed them.
+    alarms: Vec<AlarmMember>,
+    alarms_changed: bool,
     /// A compaction to carry out physically once the batch is written.
     pub compaction: Option<i64>,
 }
@@ -70,8 +74,16 @@ impl<'a> Applier<'a> {
             compact_rev,
             leases: BTreeMap::new(),
             effects: Effects::default(),
+            alarms: Vec::new(),
+            alarms_changed: false,
             compaction: None,
         }
+    }
+
+    /// The alarms active before this batch (they decide what it may write).
+    pub fn with_alarms(mut self, alarms: Vec<AlarmMember>) -> Self {
+        self.alarms = alarms;
+        self
     }
 
     /// An applier that only reads, from `view` at revision `rev`: it serves read-only txns
@@ -90,10 +102,18 @@ impl<'a> Applier<'a> {
         self.put_meta(META_CURRENT_REV, &codec::u64_bytes(rev as u64));
         self.put_meta(META_COMPACT_REV, &codec::u64_bytes(self.compact_rev as u64));
         self.effects.revision = rev;
+        if self.alarms_changed {
+            let encoded = AlarmResponse { header: None, alarms: self.alarms.clone() }.encode_to_vec();
+            self.put_meta(META_ALARMS, &encoded);
+            self.effects.alarms = Some(self.alarms.clone());
+        }
         (self.batch, self.compaction, self.effects)
     }
 
     pub fn apply(&mut self, cmd: &Command) -> CommandResult {
+        if self.no_space() && writes_data(cmd) {
+            return CommandResult { result: Some(command_result::Result::Error(Error::NoSpace.to_wire())) };
+        }
         let result = match &cmd.op {
             Some(command::Op::Put(req)) => self.put(req).map(command_result::Result::Put),
             Some(command::Op::DeleteRange(req)) => self.delete_range(req).map(command_result::Result::DeleteRange),
@@ -102,10 +122,33 @@ impl<'a> Applier<'a> {
             Some(command::Op::LeaseGrant(req)) => self.lease_grant(req).map(command_result::Result::LeaseGrant),
             Some(command::Op::LeaseRevoke(req)) => self.lease_revoke(req).map(command_result::Result::LeaseRevoke),
             Some(command::Op::LeaseCheckpoint(req)) => self.lease_checkpoint(req).map(command_result::Result::LeaseCheckpoint),
+            Some(command::Op::Alarm(req)) => Ok(command_result::Result::Alarm(self.alarm(req))),
             None => Err(Error::Internal("empty command".into())),
         };
         let result = result.unwrap_or_else(|e| command_result::Result::Error(e.to_wire()));
         CommandResult { result: Some(result) }
+    }
+
+    fn no_space(&self) -> bool {
+        self.alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32)
+    }
+
+    /// Raises or clears an alarm; answers with the alarms it changed, as etcd does.
+    fn alarm(&mut self, req: &AlarmRequest) -> AlarmResponse {
+        let member = AlarmMember { member_id: req.member_id, alarm: req.alarm };
+        let changed = match AlarmAction::try_from(req.action) {
+            Ok(AlarmAction::Activate) if req.alarm != AlarmType::None as i32 && !self.alarms.contains(&member) => {
+                self.alarms.push(member);
+                vec![member]
+            }
+            Ok(AlarmAction::Deactivate) if self.alarms.contains(&member) => {
+                self.alarms.retain(|a| *a != member);
+                vec![member]
+            }
+            _ => Vec::new(),
+        };
+        self.alarms_changed |= !changed.is_empty();
+        AlarmResponse { header: header(self.rev), alarms: changed }
     }
 
     fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
@@ -396,6 +439,23 @@ impl<'a> Applier<'a> {
             }
         }
         Ok(LeaseCheckpointResponse { header: header(self.rev) })
+    }
+}
+
+/// What etcd refuses while the NOSPACE alarm is active (its applierV3Capped): puts, txns
+/// that put, and lease grants. Deletes, compactions and revokes free space and go through.
+fn writes_data(cmd: &Command) -> bool {
+    fn txn_puts(txn: &TxnRequest) -> bool {
+        txn.success.iter().chain(&txn.failure).any(|op| match &op.request {
+            Some(request_op::Request::RequestPut(_)) => true,
+            Some(request_op::Request::RequestTxn(nested)) => txn_puts(nested),
+            _ => false,
+        })
+    }
+    match &cmd.op {
+        Some(command::Op::Put(_)) | Some(command::Op::LeaseGrant(_)) => true,
+        Some(command::Op::Txn(txn)) => txn_puts(txn),
+        _ => false,
     }
 }
 

@@ -9,7 +9,8 @@ mod read;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use cairn_proto::etcdserverpb::{RangeRequest, RangeResponse, TxnRequest, TxnResponse};
+use prost::Message;
+use cairn_proto::etcdserverpb::{AlarmMember, AlarmResponse, AlarmType, RangeRequest, RangeResponse, TxnRequest, TxnResponse};
 use cairn_proto::mvccpb::{event::EventType, Event};
 
 pub(crate) use apply::Applier;
@@ -18,7 +19,7 @@ pub use read::RangeResult;
 use crate::error::{Error, Result};
 use crate::lease::LeaseRow;
 use crate::storage::codec::{self, TAG_TOMBSTONE};
-use crate::storage::names::{META_COMPACT_REV, META_CURRENT_REV};
+use crate::storage::names::{META_ALARMS, META_COMPACT_REV, META_CURRENT_REV};
 use crate::storage::{StateBatch, StateDb, StateRead, Table};
 
 /// An empty store is at revision 1, so the first write makes revision 2 (etcd-api.md §1.1).
@@ -54,12 +55,15 @@ pub struct Effects {
     pub leases: Vec<LeaseChange>,
     /// The store's revision after the apply.
     pub revision: i64,
+    /// The active alarms, when the apply changed them.
+    pub alarms: Option<Vec<AlarmMember>>,
 }
 
 pub struct Mvcc {
     db: RwLock<Arc<StateDb>>,
     current_rev: AtomicI64,
     compact_rev: AtomicI64,
+    alarms: RwLock<Vec<AlarmMember>>,
 }
 
 fn meta_i64(db: &StateDb, key: &[u8]) -> Result<Option<i64>> {
@@ -68,7 +72,12 @@ fn meta_i64(db: &StateDb, key: &[u8]) -> Result<Option<i64>> {
 
 impl Mvcc {
     pub fn new(db: StateDb) -> Result<Mvcc> {
-        let mvcc = Mvcc { db: RwLock::new(Arc::new(db)), current_rev: AtomicI64::new(FIRST_REVISION), compact_rev: AtomicI64::new(0) };
+        let mvcc = Mvcc {
+            db: RwLock::new(Arc::new(db)),
+            current_rev: AtomicI64::new(FIRST_REVISION),
+            compact_rev: AtomicI64::new(0),
+            alarms: RwLock::default(),
+        };
         mvcc.load_revisions()?;
         Ok(mvcc)
     }
@@ -79,6 +88,11 @@ impl Mvcc {
         let compact = meta_i64(&db, META_COMPACT_REV)?.unwrap_or(0);
         self.current_rev.store(current, Ordering::SeqCst);
         self.compact_rev.store(compact, Ordering::SeqCst);
+        let alarms = match db.get(Table::Meta, META_ALARMS)? {
+            Some(raw) => AlarmResponse::decode(raw.as_slice()).map_err(|e| Error::Storage(format!("corrupt alarms: {e}")))?.alarms,
+            None => Vec::new(),
+        };
+        *self.alarms.write().expect("the alarm lock is never poisoned") = alarms;
         // A compaction interrupted by a crash is finished now; it is idempotent.
         if compact > 0 {
             compact_physically(&db, compact)?;
@@ -95,6 +109,15 @@ impl Mvcc {
     pub fn replace(&self, db: StateDb) -> Result<()> {
         *self.db.write().expect("the state lock is never poisoned") = Arc::new(db);
         self.load_revisions()
+    }
+
+    /// The active alarms.
+    pub fn alarms(&self) -> Vec<AlarmMember> {
+        self.alarms.read().expect("the alarm lock is never poisoned").clone()
+    }
+
+    pub fn no_space(&self) -> bool {
+        self.alarms().iter().any(|a| a.alarm == AlarmType::Nospace as i32)
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -140,7 +163,7 @@ impl Mvcc {
     /// batch and publishes the new revision.
     pub(crate) fn apply<T>(&self, f: impl FnOnce(&mut Applier<'_>) -> T) -> Result<(T, Effects)> {
         let db = self.db();
-        let mut applier = Applier::new(&db, self.current_revision(), self.compact_revision());
+        let mut applier = Applier::new(&db, self.current_revision(), self.compact_revision()).with_alarms(self.alarms());
         let out = f(&mut applier);
         let (batch, compaction, effects) = applier.finish();
         let rev = effects.revision;
@@ -149,6 +172,9 @@ impl Mvcc {
         }
         db.write(batch)?;
         self.current_rev.store(rev, Ordering::SeqCst);
+        if let Some(alarms) = &effects.alarms {
+            *self.alarms.write().expect("the alarm lock is never poisoned") = alarms.clone();
+        }
         if let Some(compact) = compaction {
             compact_physically(&db, compact)?;
         }
@@ -203,6 +229,51 @@ impl Mvcc {
             Ok(true)
         })?;
         Ok(keys)
+    }
+
+    /// etcd's HashKV: a hash of every stored version at or below `revision` (0: the current
+    /// one). Members that applied the same log agree on it at the same revision, so a member
+    /// whose store diverged shows up. Returns `(hash, hashed revision, compact revision)`.
+    pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {
+        let db = self.db();
+        let current = self.current_revision();
+        let view = db.view();
+        let compact = self.compact_revision();
+        let rev = if revision <= 0 { current } else { revision };
+        if rev > current {
+            return Err(Error::FutureRev);
+        }
+        if rev < compact {
+            return Err(Error::Compacted);
+        }
+        let mut hasher = crc32fast::Hasher::new();
+        view.kv_scan(0, rev, &mut |r, row| {
+            hasher.update(&codec::rev_key(r));
+            hasher.update(row);
+            Ok(true)
+        })?;
+        Ok((hasher.finalize(), rev, compact))
+    }
+
+    /// etcd's Hash: a hash of the whole key space and the leases (everything but this
+    /// member's own bookkeeping).
+    pub fn hash(&self) -> Result<(u32, i64)> {
+        let db = self.db();
+        let rev = self.current_revision();
+        let mut hasher = crc32fast::Hasher::new();
+        for table in [Table::KvRev, Table::KeyIndex, Table::Lease, Table::LeaseKeys] {
+            hasher.update(&[table.id()]);
+            db.scan(table, &[], None, |k, v| {
+                hasher.update(k);
+                hasher.update(v);
+                Ok(true)
+            })?;
+        }
+        Ok((hasher.finalize(), rev))
+    }
+
+    pub fn defragment(&self) -> Result<()> {
+        self.db().defragment()
     }
 
     pub fn size(&self) -> u64 {

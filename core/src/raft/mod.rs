@@ -3,7 +3,7 @@
 
 pub mod log_store;
 pub mod network;
-mod snapshot;
+pub(crate) mod snapshot;
 pub mod state_machine;
 pub mod types;
 

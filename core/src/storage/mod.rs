@@ -360,6 +360,18 @@ impl StateDb {
                 .sum::<u64>()
     }
 
+    /// Rewrites every table's files, dropping deleted rows and their tombstones (etcd's
+    /// defragment): the space freed by compaction is returned to the file system.
+    pub fn defragment(&self) -> Result<()> {
+        let mut options = rocksdb::CompactOptions::default();
+        options.set_bottommost_level_compaction(rocksdb::BottommostLevelCompaction::Force);
+        for name in STATE_CFS {
+            self.db.flush_cf(cf(&self.db, name))?;
+            self.db.compact_range_cf_opt(cf(&self.db, name), None::<&[u8]>, None::<&[u8]>, &options);
+        }
+        Ok(())
+    }
+
     /// Deletes the rows of `table` with key in `[start, end)` (compaction of whole ranges).
     pub fn delete_range(&self, batch: &mut StateBatch, table: Table, start: &[u8], end: &[u8]) {
         batch.batch.delete_range_cf(cf(&self.db, table.name()), start, end);

@@ -24,6 +24,8 @@ pub const META_LAST_APPLIED: &[u8] = b"last_applied";
 pub const META_MEMBERSHIP: &[u8] = b"last_membership";
 pub const META_CURRENT_REV: &[u8] = b"current_rev";
 pub const META_COMPACT_REV: &[u8] = b"compact_rev";
+/// The active alarms (an encoded etcdserverpb.AlarmResponse without header).
+pub const META_ALARMS: &[u8] = b"alarms";
 
 /// The file in the data dir that names the live state directory; swapped atomically when a
 /// raft snapshot is installed.

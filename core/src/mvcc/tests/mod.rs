@@ -214,3 +214,35 @@ mod leases;
 mod ranges;
 mod txns;
 mod batches;
+
+mod alarms {
+    use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
+    use cairn_proto::etcdserverpb::{AlarmRequest, AlarmType};
+
+    use super::*;
+
+    fn alarm(action: AlarmAction) -> Command {
+        cmd(command::Op::Alarm(AlarmRequest { action: action as i32, member_id: 7, alarm: AlarmType::Nospace as i32 }))
+    }
+
+    #[test]
+    fn nospace_refuses_puts_and_grants_but_not_deletes_until_disarmed() {
+        let s = Store::new();
+        s.put(b"a", b"1");
+        let raised = expect_ok!(s.one(alarm(AlarmAction::Activate)), Outcome::Alarm);
+        assert_eq!(raised.alarms.len(), 1);
+        assert!(s.mvcc.no_space());
+        assert_eq!(failure(s.one(put(b"b", b"2"))), Error::NoSpace);
+        assert_eq!(failure(s.one(cmd(command::Op::LeaseGrant(LeaseGrantRequest { id: 1, ttl: 5 })))), Error::NoSpace);
+        let txn = TxnRequest { success: vec![RequestOp { request: Some(request_op::Request::RequestPut(put_req(b"c", b"3"))) }], ..Default::default() };
+        assert_eq!(failure(s.one(cmd(command::Op::Txn(txn)))), Error::NoSpace);
+        assert_eq!(s.delete(b"a", b"").deleted, 1, "deletes free space and go through");
+        // The alarm survives a restart.
+        let s = s.reopen();
+        assert!(s.mvcc.no_space());
+        let cleared = expect_ok!(s.one(alarm(AlarmAction::Deactivate)), Outcome::Alarm);
+        assert_eq!(cleared.alarms.len(), 1);
+        assert!(!s.mvcc.no_space());
+        s.put(b"b", b"2");
+    }
+}
