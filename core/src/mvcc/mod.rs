@@ -6,7 +6,7 @@ pub mod keys;
 mod overlay;
 mod read;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use prost::Message;
@@ -64,6 +64,8 @@ pub struct Mvcc {
     current_rev: AtomicI64,
     compact_rev: AtomicI64,
     alarms: RwLock<Vec<AlarmMember>>,
+    /// Whether `alarms` holds a NOSPACE alarm (checked on every write).
+    no_space: AtomicBool,
 }
 
 fn meta_i64(db: &StateDb, key: &[u8]) -> Result<Option<i64>> {
@@ -77,6 +79,7 @@ impl Mvcc {
             current_rev: AtomicI64::new(FIRST_REVISION),
             compact_rev: AtomicI64::new(0),
             alarms: RwLock::default(),
+            no_space: AtomicBool::new(false),
         };
         mvcc.load_revisions()?;
         Ok(mvcc)
@@ -92,7 +95,7 @@ impl Mvcc {
             Some(raw) => AlarmResponse::decode(raw.as_slice()).map_err(|e| Error::Storage(format!("corrupt alarms: {e}")))?.alarms,
             None => Vec::new(),
         };
-        *self.alarms.write().expect("the alarm lock is never poisoned") = alarms;
+        self.set_alarms(alarms);
         // A compaction interrupted by a crash is finished now; it is idempotent.
         if compact > 0 {
             compact_physically(&db, compact)?;
@@ -117,7 +120,13 @@ impl Mvcc {
     }
 
     pub fn no_space(&self) -> bool {
-        self.alarms().iter().any(|a| a.alarm == AlarmType::Nospace as i32)
+        self.no_space.load(Ordering::SeqCst)
+    }
+
+    fn set_alarms(&self, alarms: Vec<AlarmMember>) {
+        let no_space = alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32);
+        *self.alarms.write().expect("the alarm lock is never poisoned") = alarms;
+        self.no_space.store(no_space, Ordering::SeqCst);
     }
 
     pub fn current_revision(&self) -> i64 {
@@ -173,7 +182,7 @@ impl Mvcc {
         db.write(batch)?;
         self.current_rev.store(rev, Ordering::SeqCst);
         if let Some(alarms) = &effects.alarms {
-            *self.alarms.write().expect("the alarm lock is never poisoned") = alarms.clone();
+            self.set_alarms(alarms.clone());
         }
         if let Some(compact) = compaction {
             compact_physically(&db, compact)?;
