@@ -46,6 +46,20 @@ pub enum Error {
     Stopped,
     #[error("database space exceeded")]
     NoSpace,
+    #[error("member not found")]
+    MemberNotFound,
+    #[error("peer URLs already exists")]
+    PeerUrlExists,
+    #[error("can only promote a learner member")]
+    MemberNotLearner,
+    #[error("can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    #[error("too many learner members in cluster")]
+    TooManyLearners,
+    #[error("rpc not supported for learner")]
+    NotSupportedForLearner,
+    #[error("given member URLs are invalid")]
+    InvalidMemberUrls,
     #[error("storage: {0}")]
     Storage(String),
     #[error("internal: {0}")]
@@ -76,6 +90,13 @@ impl Error {
             Error::Storage(_) => 19,
             Error::Internal(_) => 20,
             Error::NoSpace => 21,
+            Error::MemberNotFound => 22,
+            Error::PeerUrlExists => 23,
+            Error::MemberNotLearner => 24,
+            Error::LearnerNotReady => 25,
+            Error::TooManyLearners => 26,
+            Error::NotSupportedForLearner => 27,
+            Error::InvalidMemberUrls => 28,
         }
     }
 
@@ -109,6 +130,13 @@ impl Error {
             18 => Error::Stopped,
             19 => Error::Storage(e.detail.clone()),
             21 => Error::NoSpace,
+            22 => Error::MemberNotFound,
+            23 => Error::PeerUrlExists,
+            24 => Error::MemberNotLearner,
+            25 => Error::LearnerNotReady,
+            26 => Error::TooManyLearners,
+            27 => Error::NotSupportedForLearner,
+            28 => Error::InvalidMemberUrls,
             _ => Error::Internal(e.detail.clone()),
         }
     }
@@ -125,7 +153,8 @@ mod tests {
             Error::DuplicateKey, Error::Compacted, Error::FutureRev, Error::LeaseNotFound, Error::LeaseExists,
             Error::LeaseTtlTooLarge, Error::RequestTooLarge, Error::InvalidSortOption, Error::NoLeader, Error::NotLeader,
             Error::LeaderChanged, Error::Timeout, Error::Stopped, Error::Storage("disk".into()), Error::Internal("bug".into()),
-            Error::NoSpace,
+            Error::NoSpace, Error::MemberNotFound, Error::PeerUrlExists, Error::MemberNotLearner, Error::LearnerNotReady,
+            Error::TooManyLearners, Error::NotSupportedForLearner, Error::InvalidMemberUrls,
         ];
         for e in all {
             assert_eq!(Error::from_wire(&e.to_wire()), e);

@@ -14,6 +14,18 @@ pub fn member_id(peer_urls: &[String], cluster_token: &str) -> u64 {
     first_u64(&hasher.finalize())
 }
 
+/// etcd's ID for a member added to a running cluster: as [`member_id`], with the time of
+/// the addition (seconds since the epoch, in decimal) hashed in after the token.
+pub fn added_member_id(peer_urls: &[String], cluster_token: &str, unix_secs: u64) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut hasher = Sha1::new();
+    hasher.update(urls.concat().as_bytes());
+    hasher.update(cluster_token.as_bytes());
+    hasher.update(unix_secs.to_string().as_bytes());
+    first_u64(&hasher.finalize())
+}
+
 /// etcd's cluster ID: SHA-1 of the sorted member IDs, first 8 bytes.
 pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();

@@ -27,7 +27,7 @@ use crate::member::{self, Identity};
 use crate::mvcc::Mvcc;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, Peers};
-pub use crate::raft::network::{RaftRpc, MAX_PEER_MESSAGE, NOT_LEADER_MESSAGE};
+pub use crate::raft::network::{error_status, RaftRpc, MAX_PEER_MESSAGE, NOT_LEADER_MESSAGE};
 use crate::raft::state_machine::{applied_state, StateMachine};
 use crate::raft::types::Proposal;
 use crate::raft::{Member, Raft};
@@ -36,6 +36,9 @@ use crate::storage::names::META_IDENTITY;
 use crate::storage::{RaftDb, StateDb};
 use crate::validate;
 use crate::watch::{Hub, WatchStream};
+
+#[path = "members.rs"]
+mod members;
 
 /// etcd's `--max-request-bytes` default.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 1536 * 1024;
@@ -149,6 +152,8 @@ struct Shared {
     applied: watch::Receiver<u64>,
     reads: mpsc::Sender<ReadWaiter>,
     timeout: Duration,
+    /// `--initial-cluster-token`, hashed into the IDs of added members.
+    token: String,
 }
 
 pub struct Node {
@@ -161,6 +166,8 @@ pub struct Node {
     /// The database size last measured, for the quota check before a write is proposed.
     db_size: AtomicU64,
     backup_seq: AtomicU64,
+    /// Set once the member finds itself removed from the membership.
+    removed: watch::Sender<bool>,
 }
 
 fn initial_members(config: &Config, token: &str) -> BTreeMap<u64, Member> {
@@ -174,9 +181,44 @@ fn initial_members(config: &Config, token: &str) -> BTreeMap<u64, Member> {
         .collect()
 }
 
-fn load_identity(db: &RaftDb, config: &Config) -> Result<Identity> {
+/// How long a member joining with `--initial-cluster-state existing` keeps asking the
+/// cluster for its ID.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A member joining a running cluster learns its ID (given when it was added) and the
+/// cluster's ID from the members it names in `--initial-cluster`, matching its peer URLs.
+async fn join_identity(config: &Config) -> Result<Identity> {
+    let mine: std::collections::BTreeSet<&String> = config.advertise_peer_urls.iter().collect();
+    let deadline = Instant::now() + JOIN_TIMEOUT;
+    let mut last = String::from("no other member in --initial-cluster");
+    while Instant::now() < deadline {
+        for url in config.initial_cluster.iter().flat_map(|(_, urls)| urls).filter(|u| !mine.contains(u)) {
+            match Peers::member_list_at(url, Duration::from_secs(2)).await {
+                Ok(resp) => {
+                    let found = resp.members.iter().find(|m| m.peer_ur_ls.iter().collect::<std::collections::BTreeSet<_>>() == mine);
+                    let cluster_id = resp.header.map_or(0, |h| h.cluster_id);
+                    match found {
+                        Some(m) => return Ok(Identity { name: config.name.clone(), member_id: m.id, cluster_id }),
+                        None => last = format!("the cluster at {url} has no member with peer URLs {:?}; add it with `member add` first", config.advertise_peer_urls),
+                    }
+                }
+                Err(e) => last = e.to_string(),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(Error::Internal(format!("cannot join the cluster: {last}")))
+}
+
+async fn load_identity(db: &RaftDb, config: &Config) -> Result<Identity> {
     if let Some(raw) = db.meta(META_IDENTITY)? {
         let identity: Identity = serde_json::from_slice(&raw).map_err(|e| Error::Storage(format!("identity: {e}")))?;
+        return Ok(identity);
+    }
+    if !config.new_cluster {
+        let identity = join_identity(config).await?;
+        let raw = serde_json::to_vec(&identity).map_err(|e| Error::Internal(e.to_string()))?;
+        db.put_meta_synced(META_IDENTITY, &raw)?;
         return Ok(identity);
     }
     let members = initial_members(config, &config.cluster_token);
@@ -217,7 +259,7 @@ impl Node {
         let layout = Layout::new(&config.data_dir)?;
         layout.remove_stale_state_dirs()?;
         let raft_db = Arc::new(RaftDb::open(&layout.raft_dir())?);
-        let identity = load_identity(&raft_db, &config)?;
+        let identity = load_identity(&raft_db, &config).await?;
         let state = StateDb::open(&layout.state_dir()?)?;
         let applied_index = applied_state(&state)?.0.map_or(0, |l| l.index);
         let mvcc = Arc::new(Mvcc::new(state)?);
@@ -250,11 +292,21 @@ impl Node {
             applied: applied_rx,
             reads,
             timeout: config.request_timeout,
+            token: config.cluster_token.clone(),
         });
         tokio::spawn(run_proposer(shared.clone(), proposal_rx));
         tokio::spawn(run_read_index(shared.clone(), read_rx));
         tokio::spawn(hub.run(config.progress_notify_interval));
         tokio::spawn(run_lessor(shared.clone(), config.election_timeout));
+        let me = cairn_proto::etcdserverpb::Member {
+            id: identity.member_id,
+            name: identity.name.clone(),
+            peer_ur_ls: config.advertise_peer_urls.clone(),
+            client_ur_ls: config.advertise_client_urls.clone(),
+            is_learner: false,
+        };
+        let (removed, _) = watch::channel(false);
+        tokio::spawn(members::run_membership(shared.clone(), me, removed.clone()));
         let node = Arc::new(Node {
             shared,
             identity,
@@ -264,6 +316,7 @@ impl Node {
             lease_seq: AtomicU64::new(0),
             db_size: AtomicU64::new(0),
             backup_seq: AtomicU64::new(0),
+            removed,
         });
         tokio::spawn(run_quota(Arc::downgrade(&node)));
         Ok(node)
@@ -275,6 +328,11 @@ impl Node {
 
     pub fn cluster_id(&self) -> u64 {
         self.identity.cluster_id
+    }
+
+    /// The header of Cluster RPCs: cluster and member, revision 0 (etcd-api.md §2).
+    pub fn cluster_header(&self) -> ResponseHeader {
+        self.header(0)
     }
 
     pub fn name(&self) -> &str {

@@ -25,6 +25,14 @@ pub fn status(e: Error) -> Status {
         Error::Timeout => (Code::Unavailable, "etcdserver: request timed out"),
         Error::Stopped => (Code::Unavailable, "etcdserver: server stopped"),
         Error::NoSpace => (Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+        Error::MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
+        Error::PeerUrlExists => (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
+        Error::MemberNotLearner => (Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
+        Error::LearnerNotReady => (Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader"),
+        Error::TooManyLearners => (Code::FailedPrecondition, "etcdserver: too many learner members in cluster"),
+        // etcd 3.5 answers this one with Unavailable (3.6: FailedPrecondition), etcd-api.md §4.
+        Error::NotSupportedForLearner => (Code::Unavailable, "etcdserver: rpc not supported for learner"),
+        Error::InvalidMemberUrls => (Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
         Error::Storage(_) | Error::Internal(_) => return Status::new(Code::Unknown, e.to_string()),
     };
     Status::new(code, message)

@@ -35,6 +35,9 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, req: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let req = self.admit(req)?;
+        if !req.serializable && self.node.is_learner() {
+            return Err(status(cairn_core::Error::NotSupportedForLearner));
+        }
         self.node.range(req).await.map(Response::new).map_err(status)
     }
 

@@ -1,10 +1,12 @@
 //! cairn-gateway: the client and peer ports of a Cairn member, and the `cairn` binary.
 
+pub mod cluster;
 pub mod coord;
 pub mod election;
 pub mod error;
 pub mod flags;
 pub mod kv;
+pub mod learner;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;

@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use cairn_core::node::{RaftRpc, NOT_LEADER_MESSAGE};
+use cairn_core::node::{error_status, RaftRpc};
 use cairn_core::{Error, Node};
 use cairn_proto::cairnpb::raft_server::Raft;
-use cairn_proto::cairnpb::{CommandBatch, ProposeResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse};
+use cairn_proto::cairnpb::{CommandBatch, MemberChangeRequest, MemberChangeResponse, ProposeResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse};
+use cairn_proto::etcdserverpb::{MemberListRequest, MemberListResponse};
 use cairn_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use tonic::{Request, Response, Status};
 
@@ -15,11 +16,10 @@ pub struct PeerService {
     pub node: Arc<Node>,
 }
 
+/// Core errors cross the peer wire whole, so the forwarding member answers its client with
+/// the leader's exact error.
 fn peer_status(e: Error) -> Status {
-    match e {
-        Error::NotLeader => Status::failed_precondition(NOT_LEADER_MESSAGE),
-        other => crate::error::status(other),
-    }
+    error_status(&e)
 }
 
 impl PeerService {
@@ -58,5 +58,14 @@ impl Raft for PeerService {
 
     async fn lease_time_to_live(&self, req: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         self.node.handle_lease_time_to_live(req.into_inner()).await.map(Response::new).map_err(peer_status)
+    }
+
+    async fn member_change(&self, req: Request<MemberChangeRequest>) -> Result<Response<MemberChangeResponse>, Status> {
+        self.node.handle_member_change(req.into_inner()).await.map(Response::new).map_err(peer_status)
+    }
+
+    async fn member_list(&self, _req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+        let header = self.node.cluster_header();
+        Ok(Response::new(MemberListResponse { header: Some(header), members: self.node.member_list() }))
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use cairn_core::node::{GRPC_OVERHEAD_BYTES, MAX_PEER_MESSAGE};
 use cairn_core::Node;
 use cairn_proto::cairnpb::raft_server::RaftServer;
+use cairn_proto::etcdserverpb::cluster_server::ClusterServer;
 use cairn_proto::etcdserverpb::kv_server::KvServer;
 use cairn_proto::etcdserverpb::lease_server::LeaseServer;
 use cairn_proto::etcdserverpb::maintenance_server::MaintenanceServer;
@@ -16,9 +17,11 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 
+use crate::cluster::ClusterService;
 use crate::election::ElectionService;
 use crate::flags::{parse_url, Flags};
 use crate::kv::KvService;
+use crate::learner::LearnerLayer;
 use crate::lease::LeaseService;
 use crate::lock::LockService;
 use crate::maintenance::MaintenanceService;
@@ -53,16 +56,20 @@ fn serve_clients(node: &Arc<Node>, listener: TcpListener, max_request_bytes: usi
     let lease = LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_recv);
     let watch = WatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX);
     let lock = LockServer::new(LockService { node: node.clone() }).max_decoding_message_size(max_recv);
+    let cluster = ClusterServer::new(ClusterService { node: node.clone() }).max_decoding_message_size(max_recv);
     let election = ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX);
+    let learner = LearnerLayer { node: node.clone() };
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(async move {
         let served = Server::builder()
+            .layer(learner)
             .add_service(kv)
             .add_service(maintenance)
             .add_service(lease)
             .add_service(watch)
             .add_service(lock)
             .add_service(election)
+            .add_service(cluster)
             .serve_with_incoming_shutdown(incoming, shutdown_signal(stop))
             .await;
         if let Err(e) = served {
@@ -117,8 +124,10 @@ pub async fn run(flags: Flags) -> Result<(), String> {
     for l in client_listeners {
         servers.push(serve_clients(&node, l, flags.max_request_bytes, stop_rx.clone()));
     }
-    terminated().await;
-    tracing::info!("shutting down");
+    tokio::select! {
+        _ = terminated() => tracing::info!("shutting down"),
+        _ = node.removed() => tracing::info!("removed from the cluster; shutting down"),
+    }
     let _ = stop_tx.send(true);
     let drain = futures::future::join_all(servers);
     if tokio::time::timeout(std::time::Duration::from_secs(5), drain).await.is_err() {

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use cairn_proto::cairnpb::{command, command_result, Command, CommandResult};
+use cairn_proto::cairnpb::{command, command_result, Command, CommandResult, VoterIntent};
 use cairn_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use cairn_proto::etcdserverpb::alarm_request::AlarmAction;
 use cairn_proto::etcdserverpb::{
@@ -21,7 +21,7 @@ use super::{Effects, LeaseChange};
 use crate::error::{Error, Result};
 use crate::lease::LeaseRow;
 use crate::storage::codec::{self, Revision, TAG_PUT, TAG_TOMBSTONE};
-use crate::storage::names::{META_ALARMS, META_COMPACT_REV, META_CURRENT_REV};
+use crate::storage::names::{META_ALARMS, META_COMPACT_REV, META_CURRENT_REV, META_PENDING_VOTERS};
 use crate::storage::{StateBatch, StateDb, StateRead, Table};
 
 /// Reads during apply see everything committed plus everything pending: no revision is newer.
@@ -58,6 +58,8 @@ pub(crate) struct Applier<'a> {
     /// The active alarms; `alarms_changed` once a command in this batch changed them.
     alarms: Vec<AlarmMember>,
     alarms_changed: bool,
+    /// The pending voters as this batch left them, once it touched them.
+    pending_voters: Option<Vec<u64>>,
     /// A compaction to carry out physically once the batch is written.
     pub compaction: Option<i64>,
 }
@@ -76,6 +78,7 @@ impl<'a> Applier<'a> {
             effects: Effects::default(),
             alarms: Vec::new(),
             alarms_changed: false,
+            pending_voters: None,
             compaction: None,
         }
     }
@@ -123,10 +126,27 @@ impl<'a> Applier<'a> {
             Some(command::Op::LeaseRevoke(req)) => self.lease_revoke(req).map(command_result::Result::LeaseRevoke),
             Some(command::Op::LeaseCheckpoint(req)) => self.lease_checkpoint(req).map(command_result::Result::LeaseCheckpoint),
             Some(command::Op::Alarm(req)) => Ok(command_result::Result::Alarm(self.alarm(req))),
+            Some(command::Op::VoterIntent(intent)) => self.voter_intent(intent).map(command_result::Result::VoterIntent),
             None => Err(Error::Internal("empty command".into())),
         };
         let result = result.unwrap_or_else(|e| command_result::Result::Error(e.to_wire()));
         CommandResult { result: Some(result) }
+    }
+
+    /// Records (or clears) a member that was added as a voter and is promoted once caught up.
+    fn voter_intent(&mut self, intent: &VoterIntent) -> Result<VoterIntent> {
+        let mut pending = match self.pending_voters.take() {
+            Some(pending) => pending,
+            None => self.db.get(Table::Meta, META_PENDING_VOTERS)?.as_deref().map(super::decode_ids).unwrap_or_default(),
+        };
+        pending.retain(|id| *id != intent.id);
+        if intent.pending {
+            pending.push(intent.id);
+        }
+        let raw: Vec<u8> = pending.iter().flat_map(|id| id.to_be_bytes()).collect();
+        self.put_meta(META_PENDING_VOTERS, &raw);
+        self.pending_voters = Some(pending);
+        Ok(*intent)
     }
 
     fn no_space(&self) -> bool {

@@ -19,7 +19,7 @@ pub use read::RangeResult;
 use crate::error::{Error, Result};
 use crate::lease::LeaseRow;
 use crate::storage::codec::{self, TAG_TOMBSTONE};
-use crate::storage::names::{META_ALARMS, META_COMPACT_REV, META_CURRENT_REV};
+use crate::storage::names::{META_ALARMS, META_COMPACT_REV, META_CURRENT_REV, META_PENDING_VOTERS};
 use crate::storage::{StateBatch, StateDb, StateRead, Table};
 
 /// An empty store is at revision 1, so the first write makes revision 2 (etcd-api.md §1.1).
@@ -112,6 +112,11 @@ impl Mvcc {
     pub fn replace(&self, db: StateDb) -> Result<()> {
         *self.db.write().expect("the state lock is never poisoned") = Arc::new(db);
         self.load_revisions()
+    }
+
+    /// Members added as voters that are still learners, to be promoted once caught up.
+    pub fn pending_voters(&self) -> Result<Vec<u64>> {
+        Ok(self.db().get(Table::Meta, META_PENDING_VOTERS)?.as_deref().map(decode_ids).unwrap_or_default())
     }
 
     /// The active alarms.
@@ -292,6 +297,10 @@ impl Mvcc {
     pub fn size_in_use(&self) -> u64 {
         self.db().size_in_use()
     }
+}
+
+pub(crate) fn decode_ids(raw: &[u8]) -> Vec<u64> {
+    raw.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().expect("chunks of 8"))).collect()
 }
 
 /// Deletes every version superseded at `compact`: for each key the newest version at or below

@@ -6,7 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cairn_proto::cairnpb::raft_client::RaftClient;
-use cairn_proto::cairnpb::{CommandBatch, ProposeResponse, RaftPayload, ReadIndexRequest};
+use cairn_proto::cairnpb::{CommandBatch, CommandError, MemberChangeRequest, MemberChangeResponse, ProposeResponse, RaftPayload, ReadIndexRequest};
+use cairn_proto::etcdserverpb::{MemberListRequest, MemberListResponse};
 use cairn_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -30,7 +31,9 @@ pub struct Peers {
 
 impl Peers {
     pub fn client(&self, id: u64, member: &Member) -> Result<RaftClient<Channel>> {
-        let url = member.peer_urls.first().ok_or_else(|| Error::Internal(format!("member {id:x} has no peer URL")))?;
+        // A member with no URL is one just removed from the membership (a follower can still
+        // name it as leader until it hears of the election): the caller retries elsewhere.
+        let url = member.peer_urls.first().ok_or(Error::NotLeader)?;
         let mut channels = self.channels.lock().expect("the peers lock is never poisoned");
         let channel = match channels.get(&id) {
             Some((known, ch)) if known == url => ch.clone(),
@@ -76,6 +79,29 @@ impl Peers {
         }
     }
 
+    pub async fn member_change(&self, id: u64, member: &Member, req: MemberChangeRequest, timeout: Duration) -> Result<MemberChangeResponse> {
+        let mut req = tonic::Request::new(req);
+        req.set_timeout(timeout);
+        match self.client(id, member)?.member_change(req).await {
+            Ok(resp) => Ok(resp.into_inner()),
+            Err(status) => Err(forward_error(&status)),
+        }
+    }
+
+    /// Asks the member at `url` (not yet known by ID) for the membership.
+    pub async fn member_list_at(url: &str, timeout: Duration) -> Result<MemberListResponse> {
+        let channel = Endpoint::from_shared(url.to_string())
+            .map_err(|e| Error::Internal(format!("bad peer URL {url}: {e}")))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(timeout)
+            .connect_lazy();
+        let mut client = RaftClient::new(channel);
+        match client.member_list(MemberListRequest { linearizable: false }).await {
+            Ok(resp) => Ok(resp.into_inner()),
+            Err(status) => Err(Error::Internal(format!("member list from {url}: {}", status.message()))),
+        }
+    }
+
     pub async fn lease_time_to_live(&self, id: u64, member: &Member, req: LeaseTimeToLiveRequest, timeout: Duration) -> Result<LeaseTimeToLiveResponse> {
         let mut req = tonic::Request::new(req);
         req.set_timeout(timeout);
@@ -88,10 +114,28 @@ impl Peers {
 
 /// The status a member answers a forwarded call with when it is no longer the leader.
 pub const NOT_LEADER_MESSAGE: &str = "cairn: not leader";
+/// How a core error other than "not leader" crosses the peer wire: this prefix, its stable
+/// code and its detail, in the status message.
+pub const CORE_ERROR_PREFIX: &str = "cairn-error:";
+
+/// The status that carries `e` to the member that forwarded a call.
+pub fn error_status(e: &Error) -> tonic::Status {
+    match e {
+        Error::NotLeader => tonic::Status::failed_precondition(NOT_LEADER_MESSAGE),
+        other => {
+            let wire = other.to_wire();
+            tonic::Status::aborted(format!("{CORE_ERROR_PREFIX}{}:{}", wire.code, wire.detail))
+        }
+    }
+}
 
 fn forward_error(status: &tonic::Status) -> Error {
     if status.code() == tonic::Code::FailedPrecondition && status.message() == NOT_LEADER_MESSAGE {
         return Error::NotLeader;
+    }
+    if let Some(rest) = status.message().strip_prefix(CORE_ERROR_PREFIX).filter(|_| status.code() == tonic::Code::Aborted) {
+        let (code, detail) = rest.split_once(':').unwrap_or((rest, ""));
+        return Error::from_wire(&CommandError { code: code.parse().unwrap_or(0), detail: detail.to_string() });
     }
     // A call that never reached the leader can be retried elsewhere; anything else may have
     // been proposed, so the caller must not resend it.

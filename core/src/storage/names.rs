@@ -26,6 +26,8 @@ pub const META_CURRENT_REV: &[u8] = b"current_rev";
 pub const META_COMPACT_REV: &[u8] = b"compact_rev";
 /// The active alarms (an encoded etcdserverpb.AlarmResponse without header).
 pub const META_ALARMS: &[u8] = b"alarms";
+/// Members added as voters that are still learners (their IDs, 8 bytes each, big-endian).
+pub const META_PENDING_VOTERS: &[u8] = b"pending_voters";
 
 /// The file in the data dir that names the live state directory; swapped atomically when a
 /// raft snapshot is installed.
