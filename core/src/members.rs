@@ -127,6 +127,14 @@ impl Shared {
                 if view.pending.contains(&req.id) {
                     self.set_intent(req.id, false).await?;
                 }
+                if let Some(gone) = view.nodes.get(&req.id).cloned() {
+                    let (peers, id) = (self.peers.clone(), req.id);
+                    tokio::spawn(async move {
+                        if let Err(e) = peers.removed(id, &gone, Duration::from_secs(2)).await {
+                            tracing::debug!("telling member {id:x} it was removed: {e}");
+                        }
+                    });
+                }
                 None
             }
             Op::Update(req) => {
@@ -204,10 +212,26 @@ impl Shared {
 }
 
 impl Node {
+    /// Resolves once the membership carries this member's name and client URLs (etcd serves
+    /// clients only from then on), or after `timeout`. False on timeout.
+    pub async fn published(&self, timeout: Duration) -> bool {
+        let mut published = self.published.subscribe();
+        let reached = tokio::time::timeout(timeout, published.wait_for(|p| *p)).await.is_ok_and(|r| r.is_ok());
+        reached
+    }
+
     /// Resolves once this member has been removed from the cluster.
     pub async fn removed(&self) {
         let mut removed = self.removed.subscribe();
         let _ = removed.wait_for(|r| *r).await;
+    }
+
+    /// The leader removed this member (the peer-service side of `Peers::removed`).
+    pub fn handle_removed(&self, id: u64) {
+        if id == self.id() {
+            tracing::warn!("this member has been permanently removed from the cluster");
+            self.removed.send_replace(true);
+        }
     }
 
     /// Every member, as this member's membership knows it.
@@ -240,7 +264,7 @@ impl Node {
 
 /// Publishes this member's name and client URLs into the membership (once, and again if they
 /// change), and on the leader promotes pending voters.
-pub(super) async fn run_membership(shared: Arc<Shared>, me: PbMember, removed: tokio::sync::watch::Sender<bool>) {
+pub(super) async fn run_membership(shared: Arc<Shared>, me: PbMember, removed: tokio::sync::watch::Sender<bool>, published: tokio::sync::watch::Sender<bool>) {
     let mut tick = tokio::time::interval(MEMBERSHIP_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_member = false;
@@ -256,8 +280,9 @@ pub(super) async fn run_membership(shared: Arc<Shared>, me: PbMember, removed: t
             return;
         }
         was_member |= member;
-        let published = view.nodes.get(&me.id).is_none_or(|m| m.name == me.name && m.client_urls == me.client_ur_ls);
-        if !published && shared.leader().is_some() {
+        let done = view.nodes.get(&me.id).is_some_and(|m| m.name == me.name && m.client_urls == me.client_ur_ls);
+        published.send_replace(done);
+        if !done && view.nodes.contains_key(&me.id) && shared.leader().is_some() {
             let op = Op::Publish(me.clone());
             let outcome = shared
                 .on_leader(move |s| Box::pin(s.change_members(op.clone())), {
@@ -267,8 +292,9 @@ pub(super) async fn run_membership(shared: Arc<Shared>, me: PbMember, removed: t
                     }
                 })
                 .await;
-            if let Err(e) = outcome {
-                tracing::debug!("publishing this member: {e}");
+            match outcome {
+                Ok(_) => tracing::info!(name = me.name, client_urls = ?me.client_ur_ls, "published this member"),
+                Err(e) => tracing::debug!("publishing this member: {e}"),
             }
         }
         if shared.leads() && !view.pending.is_empty() {

@@ -168,16 +168,18 @@ pub struct Node {
     backup_seq: AtomicU64,
     /// Set once the member finds itself removed from the membership.
     removed: watch::Sender<bool>,
+    /// Whether the membership carries this member's name and client URLs.
+    published: watch::Sender<bool>,
 }
 
+/// The founding membership. Every founding member proposes it at the same log position, so it
+/// must be the same on all of them: only what `--initial-cluster` says. Client URLs are
+/// published by each member once it runs (members.rs).
 fn initial_members(config: &Config, token: &str) -> BTreeMap<u64, Member> {
     config
         .initial_cluster
         .iter()
-        .map(|(name, urls)| {
-            let client_urls = if *name == config.name { config.advertise_client_urls.clone() } else { Vec::new() };
-            (member::member_id(urls, token), Member { name: name.clone(), peer_urls: urls.clone(), client_urls })
-        })
+        .map(|(name, urls)| (member::member_id(urls, token), Member { name: name.clone(), peer_urls: urls.clone(), client_urls: Vec::new() }))
         .collect()
 }
 
@@ -306,7 +308,8 @@ impl Node {
             is_learner: false,
         };
         let (removed, _) = watch::channel(false);
-        tokio::spawn(members::run_membership(shared.clone(), me, removed.clone()));
+        let (published, _) = watch::channel(false);
+        tokio::spawn(members::run_membership(shared.clone(), me, removed.clone(), published.clone()));
         let node = Arc::new(Node {
             shared,
             identity,
@@ -317,6 +320,7 @@ impl Node {
             db_size: AtomicU64::new(0),
             backup_seq: AtomicU64::new(0),
             removed,
+            published,
         });
         tokio::spawn(run_quota(Arc::downgrade(&node)));
         Ok(node)
@@ -372,7 +376,7 @@ impl Node {
 
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
         validate::put(&req)?;
-        self.check_quota(req.key.len() + req.value.len()).await?;
+        self.check_quota(req.key.len() + req.value.len(), true).await?;
         self.submit(command::Op::Put(req), |r| match r {
             command_result::Result::Put(resp) => Ok(resp),
             other => Err(other),
@@ -399,7 +403,7 @@ impl Node {
             }
             return Ok(self.stamp(self.shared.mvcc.read_txn(&req)?));
         }
-        self.check_quota(req.encoded_len()).await?;
+        self.check_quota(req.encoded_len(), txn_puts(&req)).await?;
         self.submit(command::Op::Txn(req), |r| match r {
             command_result::Result::Txn(resp) => Ok(resp),
             other => Err(other),
@@ -421,7 +425,7 @@ impl Node {
             return Err(Error::LeaseTtlTooLarge);
         }
         req.ttl = req.ttl.max(self.min_lease_ttl());
-        self.check_quota(0).await?;
+        self.check_quota(0, true).await?;
         if req.id == 0 {
             req.id = self.next_lease_id();
         }
@@ -482,8 +486,10 @@ impl Node {
 
     /// etcd's quota check before a write is proposed: past the quota, the NOSPACE alarm is
     /// raised (through the log, so every member refuses writes) and the write is refused.
-    async fn check_quota(&self, cost: usize) -> Result<()> {
-        if self.shared.mvcc.no_space() {
+    /// Writes that add data (`adds`) are refused while NOSPACE is raised; as etcd, any write
+    /// is refused while the database is over the quota.
+    async fn check_quota(&self, cost: usize, adds: bool) -> Result<()> {
+        if adds && self.shared.mvcc.no_space() {
             return Err(Error::NoSpace);
         }
         if self.db_size.load(Ordering::Relaxed) + cost as u64 <= self.config.quota_backend_bytes {
@@ -514,7 +520,7 @@ impl Node {
         .await
     }
 
-    /// `(hash, hashed revision, compact revision)` of the key space at `revision`.
+    /// `(hash, current revision, compact revision)` of the key space at `revision`.
     pub async fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {
         let mvcc = self.shared.mvcc.clone();
         tokio::task::spawn_blocking(move || mvcc.hash_kv(revision)).await.map_err(|e| Error::Internal(e.to_string()))?
@@ -642,6 +648,16 @@ impl Node {
             tracing::warn!("raft shutdown: {e}");
         }
     }
+}
+
+/// Whether a txn puts anything, on any branch.
+fn txn_puts(txn: &TxnRequest) -> bool {
+    use cairn_proto::etcdserverpb::request_op::Request;
+    txn.success.iter().chain(&txn.failure).any(|op| match &op.request {
+        Some(Request::RequestPut(_)) => true,
+        Some(Request::RequestTxn(nested)) => txn_puts(nested),
+        _ => false,
+    })
 }
 
 /// A response whose header the member fills in.

@@ -8,7 +8,7 @@ use cairn_core::Node;
 use cairn_proto::etcdserverpb::maintenance_server::Maintenance;
 use cairn_proto::etcdserverpb::{
     AlarmRequest, AlarmResponse, DefragmentRequest, DefragmentResponse, DowngradeRequest, DowngradeResponse, HashKvRequest,
-    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, ResponseHeader, SnapshotRequest,
+    HashKvResponse, HashRequest, HashResponse, MoveLeaderRequest, MoveLeaderResponse, SnapshotRequest,
     SnapshotResponse, StatusRequest, StatusResponse,
 };
 use futures::Stream;
@@ -79,10 +79,10 @@ impl Maintenance for MaintenanceService {
         }))
     }
 
-    /// Defragment answers with an empty header, as etcd's (etcd-api.md §2).
+    /// Defragment answers without a header, as etcd's (etcd-api.md §2).
     async fn defragment(&self, _req: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
         self.node.defragment().await.map_err(status)?;
-        Ok(Response::new(DefragmentResponse { header: Some(ResponseHeader::default()) }))
+        Ok(Response::new(DefragmentResponse { header: None }))
     }
 
     async fn hash(&self, _req: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -92,6 +92,7 @@ impl Maintenance for MaintenanceService {
 
     async fn hash_kv(&self, req: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
         let (hash, revision, compact_revision) = self.node.hash_kv(req.into_inner().revision).await.map_err(status)?;
+        // The header carries the current revision, not the hashed one (etcd 3.5).
         Ok(Response::new(HashKvResponse { header: Some(self.node.header(revision)), hash, compact_revision }))
     }
 

@@ -7,7 +7,7 @@ use cairn_core::node::{error_status, RaftRpc};
 use cairn_core::{Error, Node};
 use cairn_proto::cairnpb::raft_server::Raft;
 use cairn_proto::cairnpb::{CommandBatch, MemberChangeRequest, MemberChangeResponse, ProposeResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse};
-use cairn_proto::etcdserverpb::{MemberListRequest, MemberListResponse};
+use cairn_proto::etcdserverpb::{MemberListRequest, MemberListResponse, MemberRemoveRequest, MemberRemoveResponse};
 use cairn_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use tonic::{Request, Response, Status};
 
@@ -62,6 +62,11 @@ impl Raft for PeerService {
 
     async fn member_change(&self, req: Request<MemberChangeRequest>) -> Result<Response<MemberChangeResponse>, Status> {
         self.node.handle_member_change(req.into_inner()).await.map(Response::new).map_err(peer_status)
+    }
+
+    async fn removed(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.node.handle_removed(req.into_inner().id);
+        Ok(Response::new(MemberRemoveResponse::default()))
     }
 
     async fn member_list(&self, _req: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {

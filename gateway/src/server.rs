@@ -28,6 +28,9 @@ use crate::maintenance::MaintenanceService;
 use crate::peer::PeerService;
 use crate::watch::WatchService;
 
+/// How long a starting member waits to publish itself before serving clients regardless.
+const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn bind_all(urls: &[String], what: &str) -> Result<Vec<TcpListener>, String> {
     let mut listeners = Vec::new();
     for url in urls {
@@ -120,6 +123,12 @@ pub async fn run(flags: Flags) -> Result<(), String> {
     let mut servers = Vec::new();
     for l in peer_listeners {
         servers.push(serve_peers(&node, l, stop_rx.clone()));
+    }
+    // As etcd, clients are served once this member's client URLs are in the membership (so
+    // `member list` and `--cluster` see every member); a member that cannot reach a leader
+    // serves anyway after a while.
+    if !node.published(PUBLISH_WAIT).await {
+        tracing::warn!("client URLs not published within {PUBLISH_WAIT:?} (no leader yet?); serving clients anyway");
     }
     for l in client_listeners {
         servers.push(serve_clients(&node, l, flags.max_request_bytes, stop_rx.clone()));

@@ -247,7 +247,9 @@ impl Mvcc {
 
     /// etcd's HashKV: a hash of every stored version at or below `revision` (0: the current
     /// one). Members that applied the same log agree on it at the same revision, so a member
-    /// whose store diverged shows up. Returns `(hash, hashed revision, compact revision)`.
+    /// whose store diverged shows up. Returns `(hash, current revision, compact revision)`;
+    /// as etcd, the compact revision is -1 before any compaction, and the compacted revision
+    /// itself can no longer be hashed.
     pub fn hash_kv(&self, revision: i64) -> Result<(u32, i64, i64)> {
         let db = self.db();
         let current = self.current_revision();
@@ -257,7 +259,7 @@ impl Mvcc {
         if rev > current {
             return Err(Error::FutureRev);
         }
-        if rev < compact {
+        if compact > 0 && rev <= compact {
             return Err(Error::Compacted);
         }
         let mut hasher = crc32fast::Hasher::new();
@@ -266,7 +268,7 @@ impl Mvcc {
             hasher.update(row);
             Ok(true)
         })?;
-        Ok((hasher.finalize(), rev, compact))
+        Ok((hasher.finalize(), current, if compact > 0 { compact } else { -1 }))
     }
 
     /// etcd's Hash: a hash of the whole key space and the leases (everything but this

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cairn_proto::cairnpb::raft_client::RaftClient;
 use cairn_proto::cairnpb::{CommandBatch, CommandError, MemberChangeRequest, MemberChangeResponse, ProposeResponse, RaftPayload, ReadIndexRequest};
-use cairn_proto::etcdserverpb::{MemberListRequest, MemberListResponse};
+use cairn_proto::etcdserverpb::{MemberListRequest, MemberListResponse, MemberRemoveRequest};
 use cairn_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -86,6 +86,13 @@ impl Peers {
             Ok(resp) => Ok(resp.into_inner()),
             Err(status) => Err(forward_error(&status)),
         }
+    }
+
+    /// Tells member `id` that it has been removed (best effort: it may be down).
+    pub async fn removed(&self, id: u64, member: &Member, timeout: Duration) -> Result<()> {
+        let mut req = tonic::Request::new(MemberRemoveRequest { id });
+        req.set_timeout(timeout);
+        self.client(id, member)?.removed(req).await.map(drop).map_err(|s| forward_error(&s))
     }
 
     /// Asks the member at `url` (not yet known by ID) for the membership.
