@@ -24,6 +24,8 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub const ELECTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a member may take to exit after SIGTERM before it is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `snapshot restore` may take to build one member's data dir.
+const RESTORE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Per-request timeout for clients the harness hands out.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per-request timeout for the harness's own probes, short so a wait keeps polling.
@@ -50,6 +52,24 @@ impl Backend {
             Backend::Etcd => Ok(binary::etcd()),
             Backend::Etcd34 => Ok(binary::etcd34()),
         }
+    }
+
+    /// The command that builds a data dir from a snapshot file, up to its flags: `cairn snapshot
+    /// restore`, or etcdctl's for etcd (etcdctl 3.4 and 3.5 still restore; 3.6 moved it to etcdutl).
+    fn restore_command(self, server: &Path) -> anyhow::Result<tokio::process::Command> {
+        let mut command = match self {
+            Backend::Cairn => tokio::process::Command::new(server),
+            Backend::Etcd | Backend::Etcd34 => {
+                let etcdctl =
+                    binary::etcdctl().context("no etcdctl installed to restore etcd with")?;
+                let mut command = tokio::process::Command::new(etcdctl);
+                // etcdctl reads every ETCDCTL_* variable as a flag and warns about unknown ones.
+                command.env("ETCDCTL_API", "3").env_remove("ETCDCTL_BIN");
+                command
+            }
+        };
+        command.args(["snapshot", "restore"]).kill_on_drop(true);
+        Ok(command)
     }
 
     pub fn name(self) -> &'static str {
@@ -117,6 +137,40 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra flags (etcd's names) for every member.
     pub async fn start_with(backend: Backend, size: usize, extra: &[&str]) -> anyhow::Result<Option<Cluster>> {
+        let Some(mut cluster) = Cluster::plan(backend, size, extra).await? else {
+            return Ok(None);
+        };
+        cluster.launch().await?;
+        Ok(Some(cluster))
+    }
+
+    /// Etcd's disaster recovery: builds every member's data dir from `snapshot` (a file written
+    /// by `etcdctl snapshot save`) with `snapshot restore`, given the same `--name`,
+    /// `--data-dir`, `--initial-cluster`, `--initial-cluster-token` and
+    /// `--initial-advertise-peer-urls` the member then starts with, then starts the members as a
+    /// new cluster like [`Cluster::start`] does. The snapshot must live outside any cluster's
+    /// directory, since a dropped cluster removes its own.
+    pub async fn start_restored(
+        backend: Backend,
+        size: usize,
+        snapshot: &Path,
+    ) -> anyhow::Result<Option<Cluster>> {
+        let Some(mut cluster) = Cluster::plan(backend, size, &[]).await? else {
+            return Ok(None);
+        };
+        for index in 0..size {
+            cluster.restore(index, snapshot).await?;
+        }
+        cluster.launch().await?;
+        Ok(Some(cluster))
+    }
+
+    /// Picks ports and data dirs for `size` members without starting any.
+    async fn plan(
+        backend: Backend,
+        size: usize,
+        extra: &[&str],
+    ) -> anyhow::Result<Option<Cluster>> {
         let Some(binary) = backend.binary()? else {
             return Ok(None);
         };
@@ -125,20 +179,57 @@ impl Cluster {
             .prefix(&format!("cairn-tests-{}-", backend.name()))
             .tempdir()?;
         let members = plan_members(dir.path(), size, extra)?;
-        let mut cluster = Cluster {
+        Ok(Some(Cluster {
             backend,
             binary,
             members,
             _dir: dir,
             _turn: turn,
-        };
-        for index in 0..size {
-            cluster.spawn(index)?;
+        }))
+    }
+
+    /// Starts every planned member and waits until they answer and agree on a leader.
+    async fn launch(&mut self) -> anyhow::Result<()> {
+        for index in 0..self.members.len() {
+            self.spawn(index)?;
         }
-        if let Err(error) = cluster.wait_ready(START_TIMEOUT).await {
-            bail!("{error:#}\n{}", cluster.all_log_tails());
+        if let Err(error) = self.wait_ready(START_TIMEOUT).await {
+            bail!("{error:#}\n{}", self.all_log_tails());
         }
-        Ok(Some(cluster))
+        Ok(())
+    }
+
+    /// Runs `snapshot restore` for member `index`, which must not have started, with the flags
+    /// it shares with the server; what it prints goes to the member's log.
+    async fn restore(&self, index: usize, snapshot: &Path) -> anyhow::Result<()> {
+        let member = &self.members[index];
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&member.log)?;
+        let restore_flags = member.args.iter().filter(|arg| {
+            RESTORE_FLAGS.iter().any(|flag| {
+                arg.strip_prefix(flag)
+                    .is_some_and(|rest| rest.starts_with('='))
+            })
+        });
+        let mut command = self.backend.restore_command(&self.binary)?;
+        command
+            .arg(snapshot)
+            .args(restore_flags)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let status = tokio::time::timeout(RESTORE_TIMEOUT, command.status())
+            .await
+            .with_context(|| format!("restoring member {index} took over {RESTORE_TIMEOUT:?}"))?
+            .context("running snapshot restore")?;
+        ensure!(
+            status.success(),
+            "snapshot restore for member {index} failed ({status}):\n{}",
+            self.log_tail(index)
+        );
+        Ok(())
     }
 
     /// Member `index`'s `--data-dir`.
@@ -385,6 +476,16 @@ impl Drop for Cluster {
     }
 }
 
+/// The server flags that `snapshot restore` takes too, so that it builds the data dir of exactly
+/// the member they describe.
+const RESTORE_FLAGS: [&str; 5] = [
+    "--name",
+    "--data-dir",
+    "--initial-cluster",
+    "--initial-cluster-token",
+    "--initial-advertise-peer-urls",
+];
+
 fn plan_members(dir: &Path, size: usize, extra: &[&str]) -> anyhow::Result<Vec<Member>> {
     let ports = free_ports(2 * size)?;
     let url = |port: u16| format!("http://127.0.0.1:{port}");
@@ -448,3 +549,6 @@ pub async fn connect<E: AsRef<str>>(endpoints: &[E], timeout: Duration) -> anyho
         .with_timeout(timeout);
     Ok(Client::connect(endpoints, Some(options)).await?)
 }
+
+/// Adding a member to a running cluster (`Cluster::plan_member`, `Cluster::join`).
+mod grow;
