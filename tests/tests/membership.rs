@@ -26,12 +26,15 @@ mod learner;
 mod list;
 #[path = "membership/restart.rs"]
 mod restart;
+#[path = "membership/snapshot_join.rs"]
+mod snapshot_join;
 
 use errors::*;
 use grow::*;
 use learner::*;
 use list::*;
 use restart::*;
+use snapshot_join::*;
 
 const MEMBER_NOT_FOUND: &str = "etcdserver: member not found";
 const PEER_URLS_EXIST: &str = "etcdserver: Peer URLs already exists";
@@ -71,8 +74,29 @@ scenario!(learner_catches_up_while_writes_run, 3);
 scenario!(membership_errors, 3);
 scenario!(restart_keeps_member_and_cluster_ids, 3);
 
+mod new_member_catches_up_by_snapshot {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cairn() {
+        super::run_with(cairn_tests::Backend::Cairn, 1, &[super::SNAPSHOT_COUNT], super::new_member_catches_up_by_snapshot).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn etcd() {
+        super::run_with(cairn_tests::Backend::Etcd, 1, &[super::SNAPSHOT_COUNT], super::new_member_catches_up_by_snapshot).await;
+    }
+}
+
 /// Starts the cluster and runs `scenario`, or skips when etcdctl or the backend is missing.
 async fn run<F, Fut>(backend: Backend, members: usize, scenario: F)
+where
+    F: FnOnce(Cluster) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    run_with(backend, members, &[], scenario).await;
+}
+
+/// [`run`], with extra flags for every member.
+async fn run_with<F, Fut>(backend: Backend, members: usize, flags: &[&str], scenario: F)
 where
     F: FnOnce(Cluster) -> Fut,
     Fut: Future<Output = ()>,
@@ -81,7 +105,7 @@ where
         eprintln!("skipped: no etcdctl installed");
         return;
     }
-    let started = Cluster::start(backend, members).await;
+    let started = Cluster::start_with(backend, members, flags).await;
     let started = started.unwrap_or_else(|error| {
         panic!(
             "could not start a {members}-member {} cluster: {error:#}",
