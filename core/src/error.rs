@@ -60,6 +60,8 @@ pub enum Error {
     NotSupportedForLearner,
     #[error("given member URLs are invalid")]
     InvalidMemberUrls,
+    #[error("bad leader transferee")]
+    BadLeaderTransferee,
     #[error("storage: {0}")]
     Storage(String),
     #[error("internal: {0}")]
@@ -97,6 +99,7 @@ impl Error {
             Error::TooManyLearners => 26,
             Error::NotSupportedForLearner => 27,
             Error::InvalidMemberUrls => 28,
+            Error::BadLeaderTransferee => 29,
         }
     }
 
@@ -137,6 +140,7 @@ impl Error {
             26 => Error::TooManyLearners,
             27 => Error::NotSupportedForLearner,
             28 => Error::InvalidMemberUrls,
+            29 => Error::BadLeaderTransferee,
             _ => Error::Internal(e.detail.clone()),
         }
     }
@@ -154,7 +158,7 @@ mod tests {
             Error::LeaseTtlTooLarge, Error::RequestTooLarge, Error::InvalidSortOption, Error::NoLeader, Error::NotLeader,
             Error::LeaderChanged, Error::Timeout, Error::Stopped, Error::Storage("disk".into()), Error::Internal("bug".into()),
             Error::NoSpace, Error::MemberNotFound, Error::PeerUrlExists, Error::MemberNotLearner, Error::LearnerNotReady,
-            Error::TooManyLearners, Error::NotSupportedForLearner, Error::InvalidMemberUrls,
+            Error::TooManyLearners, Error::NotSupportedForLearner, Error::InvalidMemberUrls, Error::BadLeaderTransferee,
         ];
         for e in all {
             assert_eq!(Error::from_wire(&e.to_wire()), e);

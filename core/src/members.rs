@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cairn_proto::cairnpb::{command, member_change_request::Op, Command, CommandBatch, MemberChangeRequest, MemberChangeResponse, VoterIntent};
+use cairn_proto::cairnpb::{
+    command, member_change_request::Op, Command, CommandBatch, MemberChangeRequest, MemberChangeResponse, TransferRequest, VoterIntent,
+};
 use cairn_proto::etcdserverpb::Member as PbMember;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, ServerState};
@@ -192,6 +194,86 @@ impl Shared {
         Ok(PbMember { id, name: String::new(), peer_ur_ls: peer_urls, client_ur_ls: Vec::new(), is_learner })
     }
 
+    /// MoveLeader, on the leader. openraft 0.9 has no leadership transfer, and a follower
+    /// refuses to vote while its leader lease (the longest election timeout) runs, so: the
+    /// leader stops its heartbeats and its own elections, the other voters hold theirs, and
+    /// the target campaigns once every lease has run out. Writes arriving meanwhile renew the
+    /// leases and can make the transfer time out, leaving the leader in place.
+    async fn move_leader(&self, target: u64) -> Result<()> {
+        if !self.leads() {
+            return Err(Error::NotLeader);
+        }
+        let view = self.view();
+        if target == self.id {
+            return Ok(());
+        }
+        let Some(target_member) = view.nodes.get(&target).filter(|_| view.voters.contains(&target)).cloned() else {
+            return Err(Error::BadLeaderTransferee);
+        };
+        let lease = Duration::from_millis(self.raft.config().election_timeout_max);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        // The target must hold the whole log, or the others will not vote for it.
+        loop {
+            let (last, matched) = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                (m.last_log_index, m.replication.as_ref().and_then(|r| r.get(&target).cloned().flatten()).map(|l| l.index))
+            };
+            if matched.is_some() && matched == last {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let wait = lease + Duration::from_millis(200);
+        let hold = TransferRequest { wait_ms: (wait + lease).as_millis() as u64, campaign: false };
+        for (id, member) in view.nodes.iter().filter(|(id, _)| view.voters.contains(id) && **id != self.id && **id != target) {
+            if let Err(e) = self.peers.transfer(*id, member, hold, Duration::from_secs(1)).await {
+                tracing::debug!("asking {id:x} to hold its elections: {e}");
+            }
+        }
+        let runtime = self.raft.runtime_config();
+        runtime.elect(false);
+        runtime.heartbeat(false);
+        let campaign = TransferRequest { wait_ms: wait.as_millis() as u64, campaign: true };
+        let asked = self.peers.transfer(target, &target_member, campaign, Duration::from_secs(1)).await;
+        let moved = match asked {
+            Ok(()) => {
+                let mut metrics = self.raft.metrics();
+                let until = tokio::time::Instant::now() + wait + lease * 2;
+                tokio::time::timeout_at(until, metrics.wait_for(|m| m.current_leader == Some(target))).await.is_ok_and(|r| r.is_ok())
+            }
+            Err(_) => false,
+        };
+        runtime.heartbeat(true);
+        runtime.elect(true);
+        if moved {
+            Ok(())
+        } else {
+            Err(Error::Timeout)
+        }
+    }
+
+    /// The other side of a transfer: campaign after `wait_ms`, or hold elections for it.
+    fn transfer_role(self: &Arc<Self>, req: TransferRequest) {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let wait = Duration::from_millis(req.wait_ms);
+            if req.campaign {
+                tokio::time::sleep(wait).await;
+                if let Err(e) = shared.raft.trigger().elect().await {
+                    tracing::warn!("campaign for a leadership transfer: {e}");
+                }
+            } else {
+                shared.raft.runtime_config().elect(false);
+                tokio::time::sleep(wait).await;
+                shared.raft.runtime_config().elect(true);
+            }
+        });
+    }
+
     /// Leader duties: promote members added as voters once they have caught up, and forget
     /// intents whose member is a voter already or gone.
     async fn promote_pending(&self) {
@@ -224,6 +306,16 @@ impl Node {
     pub async fn removed(&self) {
         let mut removed = self.removed.subscribe();
         let _ = removed.wait_for(|r| *r).await;
+    }
+
+    /// MoveLeader: hands leadership to `target`, a voter; this member must lead.
+    pub async fn move_leader(&self, target: u64) -> Result<()> {
+        self.shared.move_leader(target).await
+    }
+
+    /// The peer-service side of a leadership transfer.
+    pub fn handle_transfer(&self, req: TransferRequest) {
+        self.shared.transfer_role(req);
     }
 
     /// The leader removed this member (the peer-service side of `Peers::removed`).

@@ -33,6 +33,7 @@ pub fn status(e: Error) -> Status {
         // etcd 3.5 answers this one with Unavailable (3.6: FailedPrecondition), etcd-api.md §4.
         Error::NotSupportedForLearner => (Code::Unavailable, "etcdserver: rpc not supported for learner"),
         Error::InvalidMemberUrls => (Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
+        Error::BadLeaderTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),
         Error::Storage(_) | Error::Internal(_) => return Status::new(Code::Unknown, e.to_string()),
     };
     Status::new(code, message)

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use cairn_core::node::{error_status, RaftRpc};
 use cairn_core::{Error, Node};
 use cairn_proto::cairnpb::raft_server::Raft;
-use cairn_proto::cairnpb::{CommandBatch, MemberChangeRequest, MemberChangeResponse, ProposeResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse};
+use cairn_proto::cairnpb::{
+    CommandBatch, MemberChangeRequest, MemberChangeResponse, ProposeResponse, RaftPayload, ReadIndexRequest, ReadIndexResponse, TransferRequest,
+    TransferResponse,
+};
 use cairn_proto::etcdserverpb::{MemberListRequest, MemberListResponse, MemberRemoveRequest, MemberRemoveResponse};
 use cairn_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use tonic::{Request, Response, Status};
@@ -62,6 +65,11 @@ impl Raft for PeerService {
 
     async fn member_change(&self, req: Request<MemberChangeRequest>) -> Result<Response<MemberChangeResponse>, Status> {
         self.node.handle_member_change(req.into_inner()).await.map(Response::new).map_err(peer_status)
+    }
+
+    async fn transfer(&self, req: Request<TransferRequest>) -> Result<Response<TransferResponse>, Status> {
+        self.node.handle_transfer(req.into_inner());
+        Ok(Response::new(TransferResponse {}))
     }
 
     async fn removed(&self, req: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use cairn_proto::cairnpb::raft_client::RaftClient;
-use cairn_proto::cairnpb::{CommandBatch, CommandError, MemberChangeRequest, MemberChangeResponse, ProposeResponse, RaftPayload, ReadIndexRequest};
+use cairn_proto::cairnpb::{
+    CommandBatch, CommandError, MemberChangeRequest, MemberChangeResponse, ProposeResponse, RaftPayload, ReadIndexRequest, TransferRequest,
+};
 use cairn_proto::etcdserverpb::{MemberListRequest, MemberListResponse, MemberRemoveRequest};
 use cairn_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -93,6 +95,12 @@ impl Peers {
         let mut req = tonic::Request::new(MemberRemoveRequest { id });
         req.set_timeout(timeout);
         self.client(id, member)?.removed(req).await.map(drop).map_err(|s| forward_error(&s))
+    }
+
+    pub async fn transfer(&self, id: u64, member: &Member, req: TransferRequest, timeout: Duration) -> Result<()> {
+        let mut req = tonic::Request::new(req);
+        req.set_timeout(timeout);
+        self.client(id, member)?.transfer(req).await.map(drop).map_err(|s| forward_error(&s))
     }
 
     /// Asks the member at `url` (not yet known by ID) for the membership.
