@@ -20,6 +20,8 @@ use tonic::Code;
 mod defragment;
 #[path = "maintenance/hash.rs"]
 mod hash;
+#[path = "maintenance/leadership.rs"]
+mod leadership;
 #[path = "maintenance/nospace.rs"]
 mod nospace;
 #[path = "maintenance/snapshot.rs"]
@@ -27,6 +29,7 @@ mod snapshot;
 
 use defragment::*;
 use hash::*;
+use leadership::*;
 use nospace::*;
 use snapshot::*;
 
@@ -75,6 +78,7 @@ scenario!(defrag_shrinks_the_database, 1);
 scenario!(nospace_alarm, 1, &[super::QUOTA]);
 scenario!(snapshot_save, 1);
 scenario!(disaster_recovery, 3);
+scenario!(move_leader, 3);
 
 /// Starts the cluster and runs `scenario`, or skips when etcdctl or the backend is missing.
 async fn run<F, Fut>(backend: Backend, members: usize, flags: &[&str], scenario: F)
