@@ -1,5 +1,5 @@
 //! Watches and leases on three members while the leader dies. Each scenario runs against cairn
-//! and against etcd 3.4 (faults.rs explains why 3.4 is the reference for crash scenarios).
+//! and against etcd 3.4 (the `crash_scenario!` macro explains why 3.4 is the reference).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
@@ -23,26 +23,12 @@ const MAX_WRITES_PER_WRITER: usize = 20_000;
 const ACKS_PER_PHASE: usize = 40;
 const LEASE_TTL: i64 = 3;
 
-macro_rules! scenario {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cairn() {
-                cairn_tests::run_scenario(cairn_tests::Backend::Cairn, 3, super::$scenario).await;
-            }
+use cairn_tests::crash_scenario;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd34() {
-                cairn_tests::run_scenario(cairn_tests::Backend::Etcd34, 3, super::$scenario).await;
-            }
-        }
-    };
-}
-
-scenario!(watcher_resumes_after_leader_kill);
-scenario!(kept_alive_lease_survives_leader_kill);
-scenario!(idle_lease_expires_within_ttl_and_an_election_timeout);
-scenario!(idle_lease_expires_after_leader_kill);
+crash_scenario!(watcher_resumes_after_leader_kill);
+crash_scenario!(kept_alive_lease_survives_leader_kill);
+crash_scenario!(idle_lease_expires_within_ttl_and_an_election_timeout);
+crash_scenario!(idle_lease_expires_after_leader_kill);
 
 type Acked = Arc<Mutex<Vec<(String, i64)>>>;
 

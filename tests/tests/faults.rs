@@ -20,26 +20,7 @@ const WRITERS: usize = 3;
 /// Pause after a failed put, so writers facing an election do not spin.
 const BACKOFF: Duration = Duration::from_millis(20);
 
-// The reference for these crash scenarios is etcd 3.4 (Debian's etcd-server), not 3.5.1: etcd
-// 3.5.0-3.5.2 can lose acknowledged writes on a member that crashes and restarts (the consistent
-// index was not saved atomically; fixed in 3.5.3, reference/etcd-api.md §8), and this suite saw
-// etcd 3.5.1 do exactly that after every member was killed. A reference that fails by its own
-// bug would make the suite flaky.
-macro_rules! crash_scenario {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn cairn() {
-                cairn_tests::run_scenario(cairn_tests::Backend::Cairn, 3, super::$scenario).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn etcd34() {
-                cairn_tests::run_scenario(cairn_tests::Backend::Etcd34, 3, super::$scenario).await;
-            }
-        }
-    };
-}
+use cairn_tests::crash_scenario;
 
 crash_scenario!(elects_leader_and_replicates_writes);
 crash_scenario!(leader_failover_and_catch_up);

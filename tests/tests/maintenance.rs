@@ -8,7 +8,8 @@ use std::future::Future;
 use std::time::Duration;
 
 use cairn_tests::{
-    assert_grpc_error, binary, grpc_code, grpc_message, Backend, Cluster, Etcdctl, Input,
+    run_etcdctl_scenario,
+    assert_grpc_error, grpc_code, grpc_message, Backend, Cluster, Etcdctl, Input,
     ELECTION_TIMEOUT,
 };
 use etcd_client::{Client, CompactionOptions, GetOptions};
@@ -86,21 +87,7 @@ where
     F: FnOnce(Cluster) -> Fut,
     Fut: Future<Output = ()>,
 {
-    if binary::etcdctl().is_none() {
-        eprintln!("skipped: no etcdctl installed");
-        return;
-    }
-    let started = Cluster::start_with(backend, members, flags).await;
-    let started = started.unwrap_or_else(|error| {
-        panic!(
-            "could not start a {members}-member {} cluster: {error:#}",
-            backend.name()
-        )
-    });
-    match started {
-        Some(cluster) => scenario(cluster).await,
-        None => eprintln!("skipped: no {} installed", backend.name()),
-    }
+    run_etcdctl_scenario(backend, members, flags, scenario).await;
 }
 
 /// etcdctl with these endpoints; [`run`] has checked that one is installed.

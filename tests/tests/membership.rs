@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use cairn_tests::{
-    assert_grpc_error, binary, grpc_code, grpc_message, wait_until, Backend, Cluster, Etcdctl,
+    run_etcdctl_scenario,
+    assert_grpc_error, grpc_code, grpc_message, wait_until, Backend, Cluster, Etcdctl,
     Input, Ran, ELECTION_TIMEOUT, START_TIMEOUT,
 };
 use etcd_client::{Client, GetOptions, Member};
@@ -92,7 +93,7 @@ where
     F: FnOnce(Cluster) -> Fut,
     Fut: Future<Output = ()>,
 {
-    run_with(backend, members, &[], scenario).await;
+    run_etcdctl_scenario(backend, members, &[], scenario).await;
 }
 
 /// [`run`], with extra flags for every member.
@@ -101,21 +102,7 @@ where
     F: FnOnce(Cluster) -> Fut,
     Fut: Future<Output = ()>,
 {
-    if binary::etcdctl().is_none() {
-        eprintln!("skipped: no etcdctl installed");
-        return;
-    }
-    let started = Cluster::start_with(backend, members, flags).await;
-    let started = started.unwrap_or_else(|error| {
-        panic!(
-            "could not start a {members}-member {} cluster: {error:#}",
-            backend.name()
-        )
-    });
-    match started {
-        Some(cluster) => scenario(cluster).await,
-        None => eprintln!("skipped: no {} installed", backend.name()),
-    }
+    run_etcdctl_scenario(backend, members, flags, scenario).await;
 }
 
 /// etcdctl talking to member `index` only; [`run`] has checked that one is installed.
