@@ -47,6 +47,15 @@ pub fn txn_is_read_only(r: &TxnRequest) -> bool {
     r.success.iter().chain(&r.failure).all(|op| matches!(op.request, Some(request_op::Request::RequestRange(_))))
 }
 
+/// Whether a txn puts anything, on any branch at any depth (what NOSPACE refuses).
+pub fn txn_puts(r: &TxnRequest) -> bool {
+    r.success.iter().chain(&r.failure).any(|op| match &op.request {
+        Some(request_op::Request::RequestPut(_)) => true,
+        Some(request_op::Request::RequestTxn(nested)) => txn_puts(nested),
+        _ => false,
+    })
+}
+
 /// etcd's `isTxnSerializable`: every range of both branches asks for a serializable read.
 pub fn txn_is_serializable(r: &TxnRequest) -> bool {
     r.success.iter().chain(&r.failure).all(|op| matches!(&op.request, Some(request_op::Request::RequestRange(range)) if range.serializable))

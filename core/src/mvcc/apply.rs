@@ -35,6 +35,19 @@ pub(crate) fn lease_key(id: i64) -> [u8; 8] {
     (id as u64).to_be_bytes()
 }
 
+/// The keys the `lease_keys` table links to lease `id`.
+pub(crate) fn linked_keys(db: &StateDb, id: i64) -> Result<Vec<Vec<u8>>> {
+    let start = lease_key(id);
+    // Links sort by the lease ID's bytes; -1 (all 0xFF) is the last prefix and has no end.
+    let end = id.checked_add(1).filter(|next| *next != 0).map(lease_key);
+    let mut keys = Vec::new();
+    db.scan(Table::LeaseKeys, &start, end.as_ref().map(|e| &e[..]), |k, _| {
+        keys.push(k[8..].to_vec());
+        Ok(true)
+    })?;
+    Ok(keys)
+}
+
 fn lease_link(id: i64, key: &[u8]) -> Vec<u8> {
     let mut out = lease_key(id).to_vec();
     out.extend_from_slice(key);
@@ -415,13 +428,7 @@ impl<'a> Applier<'a> {
     /// against the key's current lease (a pending write may have moved it).
     fn lease_keys(&self, id: i64) -> Result<BTreeSet<Vec<u8>>> {
         let mut candidates: BTreeSet<Vec<u8>> = self.overlay.keys().cloned().collect();
-        let start = lease_key(id);
-        // Links sort by the lease ID's bytes; -1 (all 0xFF) is the last prefix and has no end.
-        let end = id.checked_add(1).filter(|next| *next != 0).map(lease_key);
-        self.db.scan(Table::LeaseKeys, &start, end.as_ref().map(|e| &e[..]), |k, _| {
-            candidates.insert(k[8..].to_vec());
-            Ok(true)
-        })?;
+        candidates.extend(linked_keys(self.db, id)?);
         let mut keys = BTreeSet::new();
         for key in candidates {
             if self.latest(&key)?.is_some_and(|kv| kv.lease == id) {
@@ -465,16 +472,9 @@ impl<'a> Applier<'a> {
 /// What etcd refuses while the NOSPACE alarm is active (its applierV3Capped): puts, txns
 /// that put, and lease grants. Deletes, compactions and revokes free space and go through.
 fn writes_data(cmd: &Command) -> bool {
-    fn txn_puts(txn: &TxnRequest) -> bool {
-        txn.success.iter().chain(&txn.failure).any(|op| match &op.request {
-            Some(request_op::Request::RequestPut(_)) => true,
-            Some(request_op::Request::RequestTxn(nested)) => txn_puts(nested),
-            _ => false,
-        })
-    }
     match &cmd.op {
         Some(command::Op::Put(_)) | Some(command::Op::LeaseGrant(_)) => true,
-        Some(command::Op::Txn(txn)) => txn_puts(txn),
+        Some(command::Op::Txn(txn)) => crate::validate::txn_puts(txn),
         _ => false,
     }
 }

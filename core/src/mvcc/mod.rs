@@ -235,14 +235,7 @@ impl Mvcc {
 
     /// The keys attached to lease `id`.
     pub fn lease_keys(&self, id: i64) -> Result<Vec<Vec<u8>>> {
-        let start = apply::lease_key(id);
-        let end = id.checked_add(1).filter(|next| *next != 0).map(apply::lease_key);
-        let mut keys = Vec::new();
-        self.db().scan(Table::LeaseKeys, &start, end.as_ref().map(|e| &e[..]), |k, _| {
-            keys.push(k[8..].to_vec());
-            Ok(true)
-        })?;
-        Ok(keys)
+        apply::linked_keys(&self.db(), id)
     }
 
     /// etcd's HashKV: a hash of every stored version at or below `revision` (0: the current

@@ -319,13 +319,6 @@ impl StateDb {
         Ok(it.status()?)
     }
 
-    /// Scans `kv_rev` for revisions in `[from, to]` (main revisions).
-    pub fn scan_revisions(&self, from: i64, to: i64, f: impl FnMut(&[u8], &[u8]) -> Result<bool>) -> Result<()> {
-        let start = codec::rev_key(Revision::new(from, 0));
-        let end = codec::rev_key(Revision::new(to.saturating_add(1), 0));
-        self.scan(Table::KvRev, &start, Some(&end), f)
-    }
-
     /// A hard-linked copy of the database at `path`: a consistent point-in-time view for snapshots.
     pub fn checkpoint(&self, path: &Path) -> Result<()> {
         Ok(Checkpoint::new(&self.db)?.create_checkpoint(path)?)

@@ -174,6 +174,15 @@ impl Shared {
         Ok(MemberChangeResponse { member, members: self.view().members() })
     }
 
+    /// A membership change through whichever member leads.
+    async fn member_change(&self, op: Op) -> Result<MemberChangeResponse> {
+        let remote = op.clone();
+        self.on_leader(move |shared| Box::pin(shared.change_members(op.clone())), move |peers, leader, member, t| {
+            Box::pin(peers.member_change(leader, member, MemberChangeRequest { op: Some(remote.clone()) }, t))
+        })
+        .await
+    }
+
     async fn add(&self, view: &View, peer_urls: Vec<String>, is_learner: bool) -> Result<PbMember> {
         valid_urls(&peer_urls)?;
         if view.owner_of(&peer_urls).is_some() {
@@ -332,19 +341,22 @@ impl Node {
     }
 
     /// Whether this member is a learner (it then answers only what etcd lets a learner answer).
+    /// Asked on every client request (the learner guard), so a voter answers from the raft
+    /// metrics alone, without copying the membership or reading the pending voters.
     pub fn is_learner(&self) -> bool {
-        let view = self.shared.view();
-        view.nodes.contains_key(&self.id()) && view.is_learner(self.id())
+        let id = self.id();
+        let known_non_voter = {
+            let metrics = self.shared.raft.metrics();
+            let m = metrics.borrow();
+            let membership = m.membership_config.membership();
+            membership.get_node(&id).is_some() && !membership.voter_ids().any(|v| v == id)
+        };
+        known_non_voter && !self.shared.mvcc.pending_voters().unwrap_or_default().contains(&id)
     }
 
     /// A membership change, run on the leader.
     pub async fn member_change(&self, op: Op) -> Result<MemberChangeResponse> {
-        let remote = op.clone();
-        self.shared
-            .on_leader(move |shared| Box::pin(shared.change_members(op.clone())), move |peers, leader, member, t| {
-                Box::pin(peers.member_change(leader, member, MemberChangeRequest { op: Some(remote.clone()) }, t))
-            })
-            .await
+        self.shared.member_change(op).await
     }
 
     /// The leader side of a forwarded membership change.
@@ -375,16 +387,7 @@ pub(super) async fn run_membership(shared: Arc<Shared>, me: PbMember, removed: t
         let done = view.nodes.get(&me.id).is_some_and(|m| m.name == me.name && m.client_urls == me.client_ur_ls);
         published.send_replace(done);
         if !done && view.nodes.contains_key(&me.id) && shared.leader().is_some() {
-            let op = Op::Publish(me.clone());
-            let outcome = shared
-                .on_leader(move |s| Box::pin(s.change_members(op.clone())), {
-                    let me = me.clone();
-                    move |peers, leader, member, t| {
-                        Box::pin(peers.member_change(leader, member, MemberChangeRequest { op: Some(Op::Publish(me.clone())) }, t))
-                    }
-                })
-                .await;
-            match outcome {
+            match shared.member_change(Op::Publish(me.clone())).await {
                 Ok(_) => tracing::info!(name = me.name, client_urls = ?me.client_ur_ls, "published this member"),
                 Err(e) => tracing::debug!("publishing this member: {e}"),
             }
