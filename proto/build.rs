@@ -1,5 +1,6 @@
 //! Generates the Rust types, gRPC servers and clients from `protos/`, and writes a file
-//! descriptor set (for the JSON gateway) to `$OUT_DIR/cairn_descriptor.bin`.
+//! descriptor set to `$OUT_DIR/cairn_descriptor.bin`, and serde impls (pbjson) for the JSON
+//! gateway.
 //!
 //! protoc comes from `protoc-bin-vendored`, so no system protoc is needed.
 
@@ -12,7 +13,12 @@ const PROTOS: &[&str] = &[
     "protos/v3lockpb/v3lock.proto",
     "protos/v3electionpb/v3election.proto",
     "protos/cairnpb/raft.proto",
+    "protos/browserpb/browser.proto",
 ];
+
+/// The packages the JSON gateway speaks: pbjson derives their serde impls, with etcd's
+/// conventions (proto field names out, either name in, unknown fields ignored).
+const JSON_PACKAGES: &[&str] = &[".mvccpb", ".authpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -27,10 +33,18 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
 
+    let descriptor_path = out_dir.join("cairn_descriptor.bin");
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        .file_descriptor_set_path(out_dir.join("cairn_descriptor.bin"))
+        .file_descriptor_set_path(&descriptor_path)
         .compile_protos(PROTOS, &["protos"])?;
+
+    let descriptors = std::fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .preserve_proto_field_names()
+        .ignore_unknown_fields()
+        .build(JSON_PACKAGES)?;
     Ok(())
 }

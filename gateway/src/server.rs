@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use cairn_core::node::{GRPC_OVERHEAD_BYTES, MAX_PEER_MESSAGE};
 use cairn_core::Node;
+use cairn_proto::browserpb::browser_server::BrowserServer;
 use cairn_proto::cairnpb::raft_server::RaftServer;
 use cairn_proto::etcdserverpb::cluster_server::ClusterServer;
 use cairn_proto::etcdserverpb::kv_server::KvServer;
@@ -14,17 +15,26 @@ use cairn_proto::v3electionpb::election_server::ElectionServer;
 use cairn_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+use tower::util::BoxCloneSyncService;
 
+use crate::browser::BrowserService;
 use crate::cluster::ClusterService;
 use crate::election::ElectionService;
 use crate::flags::{parse_url, Flags};
+use crate::http::{client_router, GrpcService, HttpState};
 use crate::kv::KvService;
 use crate::learner::LearnerLayer;
 use crate::lease::LeaseService;
 use crate::lock::LockService;
 use crate::maintenance::MaintenanceService;
+use crate::metrics::Metrics;
 use crate::peer::PeerService;
 use crate::watch::WatchService;
 
@@ -49,35 +59,62 @@ async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-fn serve_clients(node: &Arc<Node>, listener: TcpListener, max_request_bytes: usize, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+/// The client port's gRPC services, behind the learner guard, as one HTTP service.
+fn grpc_service(node: &Arc<Node>, max_request_bytes: usize) -> GrpcService {
     let max_recv = max_request_bytes + GRPC_OVERHEAD_BYTES;
     // tonic's own decode limit sits above etcd's so that the KV service can refuse oversize
     // messages with grpc-go's wording, which etcd clients see.
     let decode_limit = max_recv.saturating_mul(2);
-    let kv = KvServer::new(KvService { node: node.clone(), max_recv }).max_decoding_message_size(decode_limit).max_encoding_message_size(usize::MAX);
-    let maintenance = MaintenanceServer::new(MaintenanceService { node: node.clone() }).max_decoding_message_size(max_recv);
-    let lease = LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_recv);
-    let watch = WatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX);
-    let lock = LockServer::new(LockService { node: node.clone() }).max_decoding_message_size(max_recv);
-    let cluster = ClusterServer::new(ClusterService { node: node.clone() }).max_decoding_message_size(max_recv);
-    let election = ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX);
-    let learner = LearnerLayer { node: node.clone() };
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let routes = Routes::new(KvServer::new(KvService { node: node.clone(), max_recv }).max_decoding_message_size(decode_limit).max_encoding_message_size(usize::MAX))
+        .add_service(MaintenanceServer::new(MaintenanceService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .add_service(LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .add_service(WatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .add_service(LockServer::new(LockService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .add_service(ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .add_service(ClusterServer::new(ClusterService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .add_service(BrowserServer::new(BrowserService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .prepare();
+    let guarded = tower::ServiceBuilder::new()
+        .layer(LearnerLayer { node: node.clone() })
+        .map_response(|resp: http::Response<tonic::body::Body>| resp.map(axum::body::Body::new))
+        .service(routes);
+    BoxCloneSyncService::new(guarded)
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (by preface) on every connection `listener` accepts, until
+/// `stop`; then lets open connections finish for a while.
+fn serve_http(listener: TcpListener, router: axum::Router, what: &'static str, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let served = Server::builder()
-            .layer(learner)
-            .add_service(kv)
-            .add_service(maintenance)
-            .add_service(lease)
-            .add_service(watch)
-            .add_service(lock)
-            .add_service(election)
-            .add_service(cluster)
-            .serve_with_incoming_shutdown(incoming, shutdown_signal(stop))
-            .await;
-        if let Err(e) = served {
-            tracing::error!("client server: {e}");
+        let graceful = GracefulShutdown::new();
+        let mut builder = ConnBuilder::new(TokioExecutor::new());
+        // As grpc-go (and etcd): no limit on concurrent streams per connection.
+        builder.http2().max_concurrent_streams(None);
+        let stopping = shutdown_signal(stop);
+        tokio::pin!(stopping);
+        loop {
+            let (tcp, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!("{what}: accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut stopping => break,
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = TowerToHyperService::new(router.clone());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("{what}: connection from {peer}: {e}");
+                }
+            });
         }
+        graceful.shutdown().await;
     })
 }
 
@@ -130,8 +167,10 @@ pub async fn run(flags: Flags) -> Result<(), String> {
     if !node.published(PUBLISH_WAIT).await {
         tracing::warn!("client URLs not published within {PUBLISH_WAIT:?} (no leader yet?); serving clients anyway");
     }
+    let metrics = Metrics::new(node.clone());
+    let router = client_router(HttpState { node: node.clone(), grpc: grpc_service(&node, flags.max_request_bytes), metrics });
     for l in client_listeners {
-        servers.push(serve_clients(&node, l, flags.max_request_bytes, stop_rx.clone()));
+        servers.push(serve_http(l, router.clone(), "client port", stop_rx.clone()));
     }
     tokio::select! {
         _ = terminated() => tracing::info!("shutting down"),

@@ -1,7 +1,7 @@
 //! `cairn-proto`: the protobuf and gRPC definitions Cairn speaks.
 //!
 //! The etcd v3 client API (`etcdserverpb`, `mvccpb`, `authpb`, `v3lockpb`, `v3electionpb`),
-//! wire-compatible with etcd 3.5, and Cairn's own peer service (`cairnpb`). Every module
+//! wire-compatible with etcd 3.5, Cairn's own peer service (`cairnpb`) and its browser service (`browserpb`). Every module
 //! holds prost messages plus tonic servers (`<service>_server`) and clients
 //! (`<service>_client`). The modules sit at the crate root, named after their protobuf
 //! packages, so that generated cross-package paths such as `super::mvccpb::KeyValue` resolve.
@@ -10,36 +10,47 @@
 pub mod mvccpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("mvccpb");
+    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 /// Users, roles and permissions.
 pub mod authpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("authpb");
+    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 
 /// The etcd v3 API: services KV, Watch, Lease, Cluster, Maintenance, Auth.
 pub mod etcdserverpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("etcdserverpb");
+    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
 }
 
 /// The etcd v3 lock service.
 pub mod v3lockpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("v3lockpb");
+    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
 }
 
 /// The etcd v3 election service.
 pub mod v3electionpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("v3electionpb");
+    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 /// Cairn's peer (member-to-member) service: raft traffic, forwarded writes, read index.
 pub mod cairnpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("cairnpb");
+}
+
+/// Cairn's browser service: server-streaming Watch and lease KeepAlive for grpc-web.
+pub mod browserpb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("browserpb");
 }
 
 /// Encoded `google.protobuf.FileDescriptorSet` of every `.proto` in this crate (for the JSON
@@ -233,6 +244,7 @@ mod tests {
             b"v3lockpb/v3lock.proto",
             b"v3electionpb/v3election.proto",
             b"cairnpb/raft.proto",
+            b"browserpb/browser.proto",
         ] {
             assert!(contains(super::FILE_DESCRIPTOR_SET, name));
         }
