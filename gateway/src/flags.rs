@@ -68,6 +68,8 @@ pub struct Flags {
     /// Raise the NOSPACE alarm when the database exceeds this many bytes (0: the 2 GiB default).
     #[arg(long, default_value_t = 0)]
     pub quota_backend_bytes: u64,
+    #[command(flatten)]
+    pub tls: TlsFlags,
     #[arg(long, default_value = "info")]
     pub log_level: String,
     /// Accepted for etcd compatibility; Cairn always logs to stderr.
@@ -106,11 +108,53 @@ impl Flags {
                 0 => cairn_core::node::DEFAULT_QUOTA_BACKEND_BYTES,
                 bytes => bytes,
             },
+            // Built by the server from the --peer-* flags (it may generate certificates).
+            peer_tls: None,
         })
     }
 }
 
-/// A listen URL: `http://host:port` or `https://host:port` (TLS comes with a later issue).
+/// TLS under etcd's flag names: `--cert-file` … for the client port's `https://` listeners,
+/// `--peer-*` for the peer port and for dialling other members' `https://` peer URLs.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct TlsFlags {
+    /// Path to the client server TLS cert file.
+    #[arg(long)]
+    pub cert_file: Option<PathBuf>,
+    /// Path to the client server TLS key file.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Require a client certificate signed by --trusted-ca-file on https client listeners.
+    #[arg(long, default_value_t = false)]
+    pub client_cert_auth: bool,
+    /// Path to the client server TLS trusted CA cert file.
+    #[arg(long)]
+    pub trusted_ca_file: Option<PathBuf>,
+    /// Client TLS using a generated self-signed certificate (kept in <data-dir>/fixtures/client).
+    #[arg(long, default_value_t = false)]
+    pub auto_tls: bool,
+    /// Path to the peer server TLS cert file (also presented when dialling other members).
+    #[arg(long)]
+    pub peer_cert_file: Option<PathBuf>,
+    /// Path to the peer server TLS key file.
+    #[arg(long)]
+    pub peer_key_file: Option<PathBuf>,
+    /// Require a peer certificate signed by --peer-trusted-ca-file on the peer port.
+    #[arg(long, default_value_t = false)]
+    pub peer_client_cert_auth: bool,
+    /// Path to the peer server TLS trusted CA file: verifies other members' certificates.
+    #[arg(long)]
+    pub peer_trusted_ca_file: Option<PathBuf>,
+    /// Peer TLS using generated self-signed certificates (kept in <data-dir>/fixtures/peer).
+    /// As etcd, members then do not verify each other's certificates.
+    #[arg(long, default_value_t = false)]
+    pub peer_auto_tls: bool,
+    /// Validity of the self-signed certificates --auto-tls and --peer-auto-tls make, in years.
+    #[arg(long, default_value_t = 1)]
+    pub self_signed_cert_validity: u32,
+}
+
+/// A listen URL: `http://host:port` or `https://host:port`.
 /// `--initial-cluster name=url,...`: each member's name and peer URLs. Without the flag, the
 /// cluster is this member alone.
 pub fn parse_initial_cluster(spec: Option<&str>, name: &str, peer_urls: &[String]) -> Result<Vec<(String, Vec<String>)>, String> {

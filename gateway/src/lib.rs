@@ -15,4 +15,5 @@ pub mod maintenance;
 pub mod metrics;
 pub mod peer;
 pub mod server;
+pub mod tls;
 pub mod watch;

@@ -20,8 +20,8 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
-use tonic::transport::Server;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 use tower::util::BoxCloneSyncService;
 
 use crate::browser::BrowserService;
@@ -36,23 +36,38 @@ use crate::lock::LockService;
 use crate::maintenance::MaintenanceService;
 use crate::metrics::Metrics;
 use crate::peer::PeerService;
+use crate::tls;
 use crate::watch::WatchService;
 
 /// How long a starting member waits to publish itself before serving clients regardless.
 const PUBLISH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn bind_all(urls: &[String], what: &str) -> Result<Vec<TcpListener>, String> {
+/// A bound listener and whether it speaks TLS (an `https://` URL).
+struct Listener {
+    url: String,
+    tcp: TcpListener,
+    tls: bool,
+}
+
+async fn bind_all(urls: &[String], what: &str) -> Result<Vec<Listener>, String> {
     let mut listeners = Vec::new();
     for url in urls {
         let parsed = parse_url(url)?;
-        if parsed.tls {
-            return Err(format!("{what} {url}: TLS listeners are not supported yet"));
-        }
         let addr = parsed.resolve().await?;
-        let listener = TcpListener::bind(addr).await.map_err(|e| format!("listen on {what} {url}: {e}"))?;
-        listeners.push(listener);
+        let tcp = TcpListener::bind(addr).await.map_err(|e| format!("listen on {what} {url}: {e}"))?;
+        listeners.push(Listener { url: url.clone(), tcp, tls: parsed.tls });
     }
     Ok(listeners)
+}
+
+/// The TLS acceptor for `listener`: `https://` listeners need `config` (etcd's wording when it
+/// is missing), `http://` ones serve plain text even when TLS is configured.
+fn acceptor(listener: &Listener, config: Option<&Arc<ServerConfig>>, flags: &str) -> Result<Option<TlsAcceptor>, String> {
+    match (listener.tls, config) {
+        (false, _) => Ok(None),
+        (true, Some(config)) => Ok(Some(TlsAcceptor::from(config.clone()))),
+        (true, None) => Err(format!("TLS key/cert ({flags}) must be provided for {} with HTTPS scheme", listener.url)),
+    }
 }
 
 async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
@@ -81,14 +96,22 @@ fn grpc_service(node: &Arc<Node>, max_request_bytes: usize) -> GrpcService {
     BoxCloneSyncService::new(guarded)
 }
 
-/// Serves HTTP/1.1 and HTTP/2 (by preface) on every connection `listener` accepts, until
-/// `stop`; then lets open connections finish for a while.
-fn serve_http(listener: TcpListener, router: axum::Router, what: &'static str, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+/// Serves HTTP/1.1 and HTTP/2 (by preface; by ALPN under TLS) on every connection `listener`
+/// accepts, until `stop`; then lets open connections finish for a while. A client that fails
+/// its TLS handshake is dropped alone.
+fn serve_http(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    router: axum::Router,
+    what: &'static str,
+    stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let graceful = GracefulShutdown::new();
+        let graceful = Arc::new(GracefulShutdown::new());
         let mut builder = ConnBuilder::new(TokioExecutor::new());
         // As grpc-go (and etcd): no limit on concurrent streams per connection.
         builder.http2().max_concurrent_streams(None);
+        let builder = Arc::new(builder);
         let stopping = shutdown_signal(stop);
         tokio::pin!(stopping);
         loop {
@@ -106,26 +129,43 @@ fn serve_http(listener: TcpListener, router: axum::Router, what: &'static str, s
             };
             let _ = tcp.set_nodelay(true);
             let service = TowerToHyperService::new(router.clone());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("{what}: connection from {peer}: {e}");
+            match &tls {
+                None => {
+                    let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).into_owned());
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!("{what}: connection from {peer}: {e}");
+                        }
+                    });
                 }
-            });
+                Some(acceptor) => {
+                    let (acceptor, graceful, builder) = (acceptor.clone(), graceful.clone(), builder.clone());
+                    tokio::spawn(async move {
+                        let stream = match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => return tracing::info!("{what}: TLS handshake with {peer} failed: {e}"),
+                            Err(_) => return tracing::info!("{what}: TLS handshake with {peer} timed out"),
+                        };
+                        let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
+                        if let Err(e) = conn.await {
+                            tracing::debug!("{what}: connection from {peer}: {e}");
+                        }
+                    });
+                }
+            }
         }
-        graceful.shutdown().await;
+        match Arc::try_unwrap(graceful) {
+            Ok(graceful) => graceful.shutdown().await,
+            // A handshake still in flight holds a reference; its connection ends with the process.
+            Err(_) => tracing::debug!("{what}: TLS handshakes in flight at shutdown"),
+        }
     })
 }
 
-fn serve_peers(node: &Arc<Node>, listener: TcpListener, stop: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+/// The peer port: openraft's RPCs and the followers' forwarded calls.
+fn peer_router(node: &Arc<Node>) -> axum::Router {
     let peer = RaftServer::new(PeerService { node: node.clone() }).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE);
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tokio::spawn(async move {
-        if let Err(e) = Server::builder().add_service(peer).serve_with_incoming_shutdown(incoming, shutdown_signal(stop)).await {
-            tracing::error!("peer server: {e}");
-        }
-    })
+    Routes::new(peer).prepare().into_axum_router()
 }
 
 async fn terminated() {
@@ -145,9 +185,20 @@ async fn terminated() {
 
 /// Runs a member until SIGTERM or SIGINT.
 pub async fn run(flags: Flags) -> Result<(), String> {
-    let config = flags.core_config()?;
+    let mut config = flags.core_config()?;
     let peer_listeners = bind_all(&flags.listen_peer_urls, "peer URL").await?;
     let client_listeners = bind_all(&flags.listen_client_urls, "client URL").await?;
+    let client_tls = tls::client_server_config(&flags)?;
+    let peer_tls = tls::peer_server_config(&flags)?;
+    config.peer_tls = tls::peer_client_config(&flags)?;
+    let mut peer_acceptors = Vec::new();
+    for l in &peer_listeners {
+        peer_acceptors.push(acceptor(l, peer_tls.as_ref(), "--peer-cert-file, --peer-key-file")?);
+    }
+    let mut client_acceptors = Vec::new();
+    for l in &client_listeners {
+        client_acceptors.push(acceptor(l, client_tls.as_ref(), "--cert-file, --key-file")?);
+    }
     let node = Node::start(config).await.map_err(|e| e.to_string())?;
     tracing::info!(
         name = node.name(),
@@ -158,8 +209,9 @@ pub async fn run(flags: Flags) -> Result<(), String> {
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
-    for l in peer_listeners {
-        servers.push(serve_peers(&node, l, stop_rx.clone()));
+    let peers = peer_router(&node);
+    for (l, tls) in peer_listeners.into_iter().zip(peer_acceptors) {
+        servers.push(serve_http(l.tcp, tls, peers.clone(), "peer port", stop_rx.clone()));
     }
     // As etcd, clients are served once this member's client URLs are in the membership (so
     // `member list` and `--cluster` see every member); a member that cannot reach a leader
@@ -169,8 +221,8 @@ pub async fn run(flags: Flags) -> Result<(), String> {
     }
     let metrics = Metrics::new(node.clone());
     let router = client_router(HttpState { node: node.clone(), grpc: grpc_service(&node, flags.max_request_bytes), metrics });
-    for l in client_listeners {
-        servers.push(serve_http(l, router.clone(), "client port", stop_rx.clone()));
+    for (l, tls) in client_listeners.into_iter().zip(client_acceptors) {
+        servers.push(serve_http(l.tcp, tls, router.clone(), "client port", stop_rx.clone()));
     }
     tokio::select! {
         _ = terminated() => tracing::info!("shutting down"),

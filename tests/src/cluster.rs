@@ -81,8 +81,19 @@ impl Backend {
     }
 }
 
+/// Which of a cluster's URLs speak TLS. The harness itself always reaches members over a
+/// plain client URL; a TLS client URL is an extra listener beside it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Schemes {
+    /// Each member also listens on an `https://` client URL ([`Cluster::tls_endpoint`]).
+    pub client_tls: bool,
+    /// Peer URLs are `https://`.
+    pub peer_tls: bool,
+}
+
 struct Member {
     client_url: String,
+    tls_client_url: Option<String>,
     args: Vec<String>,
     log: PathBuf,
     /// Behind a lock only so that liveness can be checked through `&self` while waiting.
@@ -137,7 +148,13 @@ impl Cluster {
 
     /// Like [`Cluster::start`], with extra flags (etcd's names) for every member.
     pub async fn start_with(backend: Backend, size: usize, extra: &[&str]) -> anyhow::Result<Option<Cluster>> {
-        let Some(mut cluster) = Cluster::plan(backend, size, extra).await? else {
+        Cluster::start_tls(backend, size, Schemes::default(), extra).await
+    }
+
+    /// Like [`Cluster::start_with`], with TLS on the URLs `schemes` names; `extra` carries the
+    /// certificate flags.
+    pub async fn start_tls(backend: Backend, size: usize, schemes: Schemes, extra: &[&str]) -> anyhow::Result<Option<Cluster>> {
+        let Some(mut cluster) = Cluster::plan(backend, size, schemes, extra).await? else {
             return Ok(None);
         };
         cluster.launch().await?;
@@ -155,7 +172,7 @@ impl Cluster {
         size: usize,
         snapshot: &Path,
     ) -> anyhow::Result<Option<Cluster>> {
-        let Some(mut cluster) = Cluster::plan(backend, size, &[]).await? else {
+        let Some(mut cluster) = Cluster::plan(backend, size, Schemes::default(), &[]).await? else {
             return Ok(None);
         };
         for index in 0..size {
@@ -169,6 +186,7 @@ impl Cluster {
     async fn plan(
         backend: Backend,
         size: usize,
+        schemes: Schemes,
         extra: &[&str],
     ) -> anyhow::Result<Option<Cluster>> {
         let Some(binary) = backend.binary()? else {
@@ -178,7 +196,7 @@ impl Cluster {
         let dir = tempfile::Builder::new()
             .prefix(&format!("cairn-tests-{}-", backend.name()))
             .tempdir()?;
-        let members = plan_members(dir.path(), size, extra)?;
+        let members = plan_members(dir.path(), size, schemes, extra)?;
         Ok(Some(Cluster {
             backend,
             binary,
@@ -248,6 +266,11 @@ impl Cluster {
     /// Client URL of member `index`, e.g. `http://127.0.0.1:40123`.
     pub fn endpoint(&self, index: usize) -> &str {
         &self.members[index].client_url
+    }
+
+    /// Member `index`'s `https://` client URL (a cluster started with client TLS).
+    pub fn tls_endpoint(&self, index: usize) -> &str {
+        self.members[index].tls_client_url.as_deref().expect("the cluster was started with client TLS")
     }
 
     /// Client URLs of the members that are running.
@@ -486,14 +509,19 @@ const RESTORE_FLAGS: [&str; 5] = [
     "--initial-advertise-peer-urls",
 ];
 
-fn plan_members(dir: &Path, size: usize, extra: &[&str]) -> anyhow::Result<Vec<Member>> {
-    let ports = free_ports(2 * size)?;
+fn plan_members(dir: &Path, size: usize, schemes: Schemes, extra: &[&str]) -> anyhow::Result<Vec<Member>> {
+    // Per member: client, peer and (with client TLS) the https client port.
+    let ports = free_ports(3 * size)?;
     let url = |port: u16| format!("http://127.0.0.1:{port}");
+    let peer_url = |index: usize| {
+        let scheme = if schemes.peer_tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", ports[3 * index + 1])
+    };
     let names: Vec<String> = (0..size).map(|index| format!("m{index}")).collect();
     let initial_cluster = names
         .iter()
         .enumerate()
-        .map(|(index, name)| format!("{name}={}", url(ports[2 * index + 1])))
+        .map(|(index, name)| format!("{name}={}", peer_url(index)))
         .collect::<Vec<_>>()
         .join(",");
     let token = format!(
@@ -505,12 +533,19 @@ fn plan_members(dir: &Path, size: usize, extra: &[&str]) -> anyhow::Result<Vec<M
         .iter()
         .enumerate()
         .map(|(index, name)| {
-            let client_url = url(ports[2 * index]);
-            let peer_url = url(ports[2 * index + 1]);
+            let client_url = url(ports[3 * index]);
+            let peer_url = peer_url(index);
+            let tls_client_url = schemes
+                .client_tls
+                .then(|| format!("https://127.0.0.1:{}", ports[3 * index + 2]));
+            let listen_client_urls = match &tls_client_url {
+                Some(tls) => format!("{client_url},{tls}"),
+                None => client_url.clone(),
+            };
             let mut args = vec![
                 format!("--name={name}"),
                 format!("--data-dir={}", dir.join(name).display()),
-                format!("--listen-client-urls={client_url}"),
+                format!("--listen-client-urls={listen_client_urls}"),
                 format!("--advertise-client-urls={client_url}"),
                 format!("--listen-peer-urls={peer_url}"),
                 format!("--initial-advertise-peer-urls={peer_url}"),
@@ -521,6 +556,7 @@ fn plan_members(dir: &Path, size: usize, extra: &[&str]) -> anyhow::Result<Vec<M
             args.extend(extra.iter().map(|flag| flag.to_string()));
             Member {
                 client_url,
+                tls_client_url,
                 args,
                 log: dir.join(format!("{name}.log")),
                 process: std::sync::Mutex::new(None),

@@ -13,10 +13,11 @@ pub mod binary;
 pub mod cluster;
 pub mod etcdctl;
 pub mod grpc;
+pub mod pki;
 pub mod suite;
 pub mod wait;
 
-pub use cluster::{cluster_or_skip, connect, Backend, Cluster, ELECTION_TIMEOUT, START_TIMEOUT};
+pub use cluster::{cluster_or_skip, connect, Backend, Cluster, Schemes, ELECTION_TIMEOUT, START_TIMEOUT};
 pub use etcdctl::{Etcdctl, Input, Ran};
 pub use grpc::{assert_grpc_error, grpc_code, grpc_message, grpc_status};
 pub use suite::{run_checks, Check, CheckContext, CheckFuture};

@@ -90,6 +90,8 @@ pub struct Config {
     pub lease_checkpoint_interval: Duration,
     /// `--quota-backend-bytes`: past this size the member raises the NOSPACE alarm.
     pub quota_backend_bytes: u64,
+    /// Client TLS for `https://` peer URLs; `None` dials plain TCP only.
+    pub peer_tls: Option<crate::raft::network::PeerTls>,
 }
 
 impl Config {
@@ -110,6 +112,7 @@ impl Config {
             progress_notify_interval: DEFAULT_PROGRESS_NOTIFY_INTERVAL,
             lease_checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
             quota_backend_bytes: DEFAULT_QUOTA_BACKEND_BYTES,
+            peer_tls: None,
         }
     }
 }
@@ -189,7 +192,7 @@ async fn join_identity(config: &Config) -> Result<Identity> {
     let mut last = String::from("no other member in --initial-cluster");
     while Instant::now() < deadline {
         for url in config.initial_cluster.iter().flat_map(|(_, urls)| urls).filter(|u| !mine.contains(u)) {
-            match Peers::member_list_at(url, Duration::from_secs(2)).await {
+            match Peers::member_list_at(url, config.peer_tls.as_ref(), Duration::from_secs(2)).await {
                 Ok(resp) => {
                     let found = resp.members.iter().find(|m| m.peer_ur_ls.iter().collect::<std::collections::BTreeSet<_>>() == mine);
                     let cluster_id = resp.header.map_or(0, |h| h.cluster_id);
@@ -262,7 +265,7 @@ impl Node {
         let hub = Hub::new(mvcc.clone(), config.max_request_bytes + GRPC_OVERHEAD_BYTES);
         let lessor = Arc::new(Lessor::new(mvcc.leases()?, config.lease_checkpoint_interval));
         let (applied_tx, applied_rx) = watch::channel(applied_index);
-        let peers = Arc::new(Peers::default());
+        let peers = Arc::new(Peers::new(config.peer_tls.clone()));
         let sm = StateMachine::new(mvcc.clone(), hub.clone(), lessor.clone(), layout.clone(), applied_tx);
         let raft = Raft::new(identity.member_id, Arc::new(raft_config(&config)?), Network { peers: peers.clone() }, LogStore::new(raft_db), sm)
             .await

@@ -29,9 +29,61 @@ const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 #[derive(Default)]
 pub struct Peers {
     channels: Mutex<HashMap<u64, (String, Channel)>>,
+    /// Client TLS for `https://` peer URLs (the `--peer-*` flags).
+    tls: Option<PeerTls>,
+}
+
+/// How this member connects to `https://` peer URLs.
+pub type PeerTls = std::sync::Arc<tokio_rustls::rustls::ClientConfig>;
+
+/// An endpoint for a peer URL. An `https://` URL is dialled through rustls with `tls`; tonic
+/// itself then sees a plain connection, so its own TLS (absent) never gets in the way.
+fn peer_channel(url: &str, tls: Option<&PeerTls>, configure: impl FnOnce(Endpoint) -> Endpoint) -> Result<Channel> {
+    let bad = |e: &dyn std::fmt::Display| Error::Internal(format!("bad peer URL {url}: {e}"));
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Ok(configure(Endpoint::from_shared(url.to_string()).map_err(|e| bad(&e))?).connect_lazy());
+    };
+    let tls = tls.ok_or_else(|| Error::Internal(format!("peer URL {url} is https, but no peer TLS is configured (--peer-cert-file/--peer-key-file or --peer-auto-tls)")))?;
+    let endpoint = configure(Endpoint::from_shared(format!("http://{rest}")).map_err(|e| bad(&e))?);
+    let connector = TlsConnector { config: tls.clone() };
+    Ok(endpoint.connect_with_connector_lazy(connector))
+}
+
+/// Dials TCP, then a TLS handshake naming the URL's host.
+#[derive(Clone)]
+struct TlsConnector {
+    config: PeerTls,
+}
+
+impl tower::Service<http::Uri> for TlsConnector {
+    type Response = hyper_util::rt::TokioIo<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let config = self.config.clone();
+        Box::pin(async move {
+            let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} in peer URL {uri}"));
+            let host = uri.host().ok_or_else(|| invalid("no host"))?.trim_start_matches('[').trim_end_matches(']').to_string();
+            let port = uri.port_u16().unwrap_or(443);
+            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| invalid("bad host"))?;
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream))
+        })
+    }
 }
 
 impl Peers {
+    pub fn new(tls: Option<PeerTls>) -> Peers {
+        Peers { channels: Mutex::default(), tls }
+    }
+
     pub fn client(&self, id: u64, member: &Member) -> Result<RaftClient<Channel>> {
         // A member with no URL is one just removed from the membership (a follower can still
         // name it as leader until it hears of the election): the caller retries elsewhere.
@@ -40,12 +92,9 @@ impl Peers {
         let channel = match channels.get(&id) {
             Some((known, ch)) if known == url => ch.clone(),
             _ => {
-                let ch = Endpoint::from_shared(url.clone())
-                    .map_err(|e| Error::Internal(format!("bad peer URL {url}: {e}")))?
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .tcp_nodelay(true)
-                    .http2_keep_alive_interval(Duration::from_secs(10))
-                    .connect_lazy();
+                let ch = peer_channel(url, self.tls.as_ref(), |e| {
+                    e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).http2_keep_alive_interval(Duration::from_secs(10))
+                })?;
                 channels.insert(id, (url.clone(), ch.clone()));
                 ch
             }
@@ -104,12 +153,8 @@ impl Peers {
     }
 
     /// Asks the member at `url` (not yet known by ID) for the membership.
-    pub async fn member_list_at(url: &str, timeout: Duration) -> Result<MemberListResponse> {
-        let channel = Endpoint::from_shared(url.to_string())
-            .map_err(|e| Error::Internal(format!("bad peer URL {url}: {e}")))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(timeout)
-            .connect_lazy();
+    pub async fn member_list_at(url: &str, tls: Option<&PeerTls>, timeout: Duration) -> Result<MemberListResponse> {
+        let channel = peer_channel(url, tls, |e| e.connect_timeout(CONNECT_TIMEOUT).timeout(timeout))?;
         let mut client = RaftClient::new(channel);
         match client.member_list(MemberListRequest { linearizable: false }).await {
             Ok(resp) => Ok(resp.into_inner()),

@@ -42,7 +42,37 @@ pub fn client_router(state: HttpState) -> Router {
     Router::new()
         .merge(json::router())
         .merge(ops::router())
-        .fallback_service(grpc_web)
+        .fallback_service(GrpcOnly(grpc_web))
         .with_state(state)
         .layer(axum::middleware::from_fn(cors::cors))
+}
+
+/// Passes gRPC and grpc-web requests (by content type) to the inner service; anything else
+/// on a path no handler serves gets Go's `404 page not found`, as etcd answers.
+#[derive(Clone)]
+struct GrpcOnly<S>(S);
+
+impl<S> tower::Service<http::Request<Body>> for GrpcOnly<S>
+where
+    S: tower::Service<http::Request<Body>, Error = Infallible>,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+        use axum::response::IntoResponse;
+        let grpc = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with("application/grpc"));
+        if !grpc {
+            return Box::pin(async { Ok((http::StatusCode::NOT_FOUND, "404 page not found\n").into_response()) });
+        }
+        let call = self.0.call(req);
+        Box::pin(async move { Ok(call.await?.into_response()) })
+    }
 }

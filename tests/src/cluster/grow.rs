@@ -58,6 +58,7 @@ impl Cluster {
         args.extend(shared);
         self.members.push(Member {
             client_url,
+            tls_client_url: None,
             args,
             log: self._dir.path().join(format!("m{index}.log")),
             process: Mutex::new(None),
