@@ -1,0 +1,435 @@
+//! grpc-web as a web page speaks it. The Node suite in `tests/grpcweb/` calls a single member
+//! through Connect's grpc-web transport, the client code a browser runs: unary KV calls, the
+//! browser service's server-streaming Watch and KeepAlive, and etcd's errors. From Rust, with
+//! raw HTTP/1.1: CORS as a browser checks it, and grpc-web-text, which Connect does not speak
+//! (its `useBinaryFormat: false` is grpc-web+json).
+//!
+//! The Node suite needs Node.js 20 or newer (`node` and `npm` on PATH, or `$NODE` and `$NPM`);
+//! without it the test fails and says so. It installs the locked packages (`npm ci`) when
+//! `tests/grpcweb/node_modules` is missing or older than the lock file, and generates the
+//! JavaScript for Cairn's .proto files at every run.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use anyhow::{bail, ensure, Context};
+use base64::Engine;
+use cairn_tests::{Backend, Cluster};
+use etcd_client::CompactionOptions;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+/// How long `npm ci` may take (a cold cache downloads a few MB).
+const NPM_CI_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long generating the JavaScript from the .proto files may take.
+const GENERATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the whole Node suite may take; each of its calls has its own, shorter deadline.
+const NODE_SUITE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one raw HTTP exchange may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+const NODE_MAJOR: u32 = 20;
+/// A page's origin, other than the member's.
+const ORIGIN: &str = "http://console.example";
+const COMPACTED: &str = "etcdserver: mvcc: required revision has been compacted";
+const FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revision";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_web_suite() {
+    let node = node_binary();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("grpcweb");
+    install_packages(&dir).await;
+    let mut generate = Command::new(&node);
+    generate.arg("generate.mjs").current_dir(&dir).kill_on_drop(true);
+    run(&mut generate, GENERATE_TIMEOUT, "generating the JavaScript (node generate.mjs)").await;
+    let cluster = cairn().await;
+    let mut suite = Command::new(&node);
+    suite.arg("grpcweb.test.mjs").arg(cluster.endpoint(0)).current_dir(&dir).kill_on_drop(true);
+    let output = run(&mut suite, NODE_SUITE_TIMEOUT, "the grpc-web Node suite (node grpcweb.test.mjs)").await;
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("# fail 0") && !report.contains("# pass 0"), "the Node suite ran no test or hid a failure:\n{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_lets_a_page_call_grpc_web_and_read_its_status() {
+    let cluster = cairn().await;
+    let endpoint = cluster.endpoint(0);
+
+    // What a browser sends before a cross-origin grpc-web call with Connect's headers.
+    let asked = "content-type,x-grpc-web,x-user-agent,grpc-timeout";
+    let preflight = [("origin", ORIGIN), ("access-control-request-method", "POST"), ("access-control-request-headers", asked)];
+    let resp = http(endpoint, "OPTIONS", "/etcdserverpb.KV/Range", &preflight, &[]).await.expect("preflight");
+    assert_eq!(resp.status, 200, "preflight: {resp:?}");
+    assert_allows_origin(&resp);
+    assert!(resp.list("access-control-allow-methods").contains(&"post".to_owned()), "POST allowed: {resp:?}");
+    let allowed = resp.list("access-control-allow-headers");
+    for header in asked.split(',') {
+        assert!(allowed.contains(&header.to_owned()), "{header} allowed: {resp:?}");
+    }
+
+    // A call that succeeds: its status is in a trailer frame of the body.
+    let put = message(&[bytes(1, b"cors/k"), bytes(2, b"v")]);
+    let resp = http(endpoint, "POST", "/etcdserverpb.KV/Put", &grpc_web_headers("application/grpc-web+proto", Some(ORIGIN)), &frame(&put)).await.expect("put");
+    assert_eq!(resp.status, 200, "put: {resp:?}");
+    assert_allows_origin(&resp);
+    assert_exposes_status(&resp);
+    let (_, trailers) = frames(&resp.body).expect("grpc-web frames");
+    assert_eq!(trailer(&trailers, "grpc-status"), Some("0"));
+
+    // A call that fails at once: trailers-only, so the status travels in the response headers,
+    // which a script reads only because they are exposed.
+    let range = message(&[bytes(1, b"cors/k"), varint(4, 1 << 40)]);
+    let resp = http(endpoint, "POST", "/etcdserverpb.KV/Range", &grpc_web_headers("application/grpc-web+proto", Some(ORIGIN)), &frame(&range)).await.expect("range");
+    assert_eq!(resp.header("grpc-status"), Some("11"), "future revision: {resp:?}");
+    assert_eq!(resp.header("grpc-message").map(percent_decode).as_deref(), Some(FUTURE_REV));
+    assert_allows_origin(&resp);
+    assert_exposes_status(&resp);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_text() {
+    let cluster = cairn().await;
+    let endpoint = cluster.endpoint(0);
+    let mut client = cluster.client().await.expect("client");
+
+    let put = message(&[bytes(1, b"text/k"), bytes(2, b"over base64")]);
+    let (messages, trailers) = text_call(endpoint, "/etcdserverpb.KV/Put", &put).await;
+    assert_eq!(trailer(&trailers, "grpc-status"), Some("0"), "put trailers: {trailers:?}");
+    let put_revision = header_revision(&messages[0]);
+    assert!(put_revision > 0);
+    let stored = client.get("text/k", None).await.expect("get");
+    assert_eq!(stored.kvs()[0].value(), b"over base64", "gRPC reads what grpc-web-text wrote");
+    assert_eq!(stored.kvs()[0].mod_revision(), put_revision);
+
+    let (messages, _) = text_call(endpoint, "/etcdserverpb.KV/Range", &message(&[bytes(1, b"text/k")])).await;
+    let kv = first_bytes(&messages[0], 2).expect("one key in the range");
+    assert_eq!(first_bytes(kv, 5), Some(&b"over base64"[..]));
+    assert_eq!(header_revision(&messages[0]), put_revision);
+
+    // A server stream over grpc-web-text: the watcher's start revision is compacted, so the
+    // server answers created, then canceled, then ends the call by itself.
+    let last = client.put("text/k", "again", None).await.expect("put").header().expect("header").revision();
+    client.compact(last, Some(CompactionOptions::new().with_physical())).await.expect("compact");
+    let watch = message(&[bytes(1, b"text/k"), varint(3, put_revision as u64)]);
+    let (responses, trailers) = text_call(endpoint, "/browserpb.Browser/Watch", &watch).await;
+    assert_eq!(trailer(&trailers, "grpc-status"), Some("0"), "watch trailers: {trailers:?}");
+    assert_eq!(responses.len(), 2, "created, then canceled");
+    assert_eq!(first_varint(&responses[0], 3), Some(1), "created");
+    assert_eq!(first_varint(&responses[1], 4), Some(1), "canceled");
+    assert_eq!(first_varint(&responses[1], 5), Some(last as u64), "compact_revision");
+
+    let range = message(&[bytes(1, b"text/k"), varint(4, put_revision as u64)]);
+    let resp = http(endpoint, "POST", "/etcdserverpb.KV/Range", &grpc_web_headers("application/grpc-web-text", None), base64(&frame(&range)).as_bytes()).await.expect("range");
+    assert_eq!(resp.header("grpc-status"), Some("11"), "compacted revision: {resp:?}");
+    assert_eq!(resp.header("grpc-message").map(percent_decode).as_deref(), Some(COMPACTED));
+}
+
+async fn cairn() -> Cluster {
+    match Cluster::start(Backend::Cairn, 1).await {
+        Ok(Some(cluster)) => cluster,
+        Ok(None) => unreachable!("cairn is built, not installed"),
+        Err(error) => panic!("could not start a cairn member: {error:#}"),
+    }
+}
+
+fn from_env_or(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).filter(|v| !v.is_empty()).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
+/// Node.js, checked to be new enough; a missing Node fails the test, it does not skip it.
+fn node_binary() -> PathBuf {
+    let node = from_env_or("NODE", "node");
+    let how_to = format!("the grpc-web test needs Node.js {NODE_MAJOR} or newer with npm, as `node` on PATH or in $NODE (CI installs it)");
+    let output = std::process::Command::new(&node).arg("--version").output().unwrap_or_else(|e| panic!("{how_to}: running {}: {e}", node.display()));
+    let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let major: Option<u32> = version.strip_prefix('v').and_then(|v| v.split('.').next()).and_then(|m| m.parse().ok());
+    assert!(major.is_some_and(|m| m >= NODE_MAJOR), "{how_to}: {} --version says {version:?}", node.display());
+    node
+}
+
+/// `npm ci` when the packages are missing or older than the lock file.
+async fn install_packages(dir: &Path) {
+    let installed = dir.join("node_modules").join(".package-lock.json");
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let lock = modified(&dir.join("package-lock.json")).expect("tests/grpcweb/package-lock.json exists");
+    if modified(&installed).is_some_and(|at| at >= lock) {
+        return;
+    }
+    let npm = from_env_or("NPM", "npm");
+    let mut command = Command::new(npm);
+    command.args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]).current_dir(dir).kill_on_drop(true);
+    run(&mut command, NPM_CI_TIMEOUT, "installing the Node packages (npm ci in tests/grpcweb)").await;
+}
+
+/// Runs `command` to completion within `timeout`; panics with its output unless it succeeded.
+async fn run(command: &mut Command, timeout: Duration, what: &str) -> Output {
+    let output = tokio::time::timeout(timeout, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("{what} took over {timeout:?}"))
+        .unwrap_or_else(|e| panic!("{what}: could not start: {e}"));
+    let printed = format!("--- stdout\n{}\n--- stderr\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{what} failed ({}):\n{printed}", output.status);
+    eprintln!("{what}:\n{printed}");
+    output
+}
+
+/// Header or trailer names (in lower case) and values, in order.
+type Headers = Vec<(String, String)>;
+
+#[derive(Debug)]
+struct HttpResponse {
+    status: u16,
+    headers: Headers,
+    body: Vec<u8>,
+}
+
+impl HttpResponse {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+
+    /// A comma-separated header's items, in lower case.
+    fn list(&self, name: &str) -> Vec<String> {
+        self.header(name).unwrap_or_default().split(',').map(|item| item.trim().to_ascii_lowercase()).collect()
+    }
+}
+
+fn assert_allows_origin(resp: &HttpResponse) {
+    let allowed = resp.header("access-control-allow-origin");
+    assert!(allowed == Some(ORIGIN) || allowed == Some("*"), "origin {ORIGIN} allowed: {resp:?}");
+}
+
+fn assert_exposes_status(resp: &HttpResponse) {
+    let exposed = resp.list("access-control-expose-headers");
+    for header in ["grpc-status", "grpc-message"] {
+        assert!(exposed.contains(&header.to_owned()), "{header} exposed: {resp:?}");
+    }
+}
+
+/// One HTTP/1.1 exchange on a fresh connection.
+async fn http(endpoint: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> anyhow::Result<HttpResponse> {
+    let address = endpoint.strip_prefix("http://").context("a plain http:// endpoint")?;
+    let exchange = async {
+        let mut tcp = TcpStream::connect(address).await?;
+        let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head.push_str("\r\n");
+        tcp.write_all(head.as_bytes()).await?;
+        tcp.write_all(body).await?;
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await?;
+        anyhow::Ok(raw)
+    };
+    let raw = tokio::time::timeout(HTTP_TIMEOUT, exchange).await.with_context(|| format!("{method} {path} took over {HTTP_TIMEOUT:?}"))??;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> anyhow::Result<HttpResponse> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no end of the response head")?;
+    let head = std::str::from_utf8(&raw[..end])?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().context("no status line")?;
+    let status = status_line.split(' ').nth(1).context("no status code")?.parse()?;
+    let headers: Headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    let mut resp = HttpResponse { status, headers, body: raw[end + 4..].to_vec() };
+    if resp.header("transfer-encoding") == Some("chunked") {
+        resp.body = dechunk(&resp.body)?;
+    }
+    Ok(resp)
+}
+
+fn dechunk(mut chunked: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line_end = chunked.windows(2).position(|w| w == b"\r\n").context("a chunk size line")?;
+        let size_text = std::str::from_utf8(&chunked[..line_end])?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or_default().trim(), 16)?;
+        chunked = &chunked[line_end + 2..];
+        if size == 0 {
+            return Ok(body);
+        }
+        ensure!(chunked.len() >= size + 2, "a chunk is cut short");
+        body.extend_from_slice(&chunked[..size]);
+        chunked = &chunked[size + 2..];
+    }
+}
+
+/// The headers a grpc-web client sends; `accept` says which encoding the answer should use,
+/// as grpc-web's own JavaScript client does (tonic-web follows it).
+fn grpc_web_headers(content_type: &'static str, origin: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
+    let mut headers = vec![("content-type", content_type), ("accept", content_type), ("x-grpc-web", "1")];
+    headers.extend(origin.map(|origin| ("origin", origin)));
+    headers
+}
+
+/// A unary or server-streaming call in grpc-web-text; its messages and trailers.
+async fn text_call(endpoint: &str, path: &str, request: &[u8]) -> (Vec<Vec<u8>>, Headers) {
+    let resp = http(endpoint, "POST", path, &grpc_web_headers("application/grpc-web-text", None), base64(&frame(request)).as_bytes()).await.expect(path);
+    assert_eq!(resp.status, 200, "{path}: {resp:?}");
+    assert!(resp.header("content-type").is_some_and(|t| t.starts_with("application/grpc-web-text")), "{path} answers in text: {resp:?}");
+    assert_eq!(resp.header("grpc-status"), None, "{path} failed: {resp:?}");
+    let body = unbase64(&resp.body).expect("a base64 body");
+    frames(&body).expect("grpc-web frames")
+}
+
+fn base64(data: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(data)
+}
+
+/// A grpc-web-text body: base64 pieces, each padded on its own, one after the other.
+fn unbase64(text: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    for quad in text.chunks(4) {
+        out.extend(base64::engine::general_purpose::STANDARD.decode(quad)?);
+    }
+    Ok(out)
+}
+
+/// One uncompressed grpc-web message frame.
+fn frame(message: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(message.len()).expect("a small message");
+    let mut out = vec![0];
+    out.extend(len.to_be_bytes());
+    out.extend(message);
+    out
+}
+
+/// A grpc-web body's messages, and the trailers of its final frame.
+fn frames(mut body: &[u8]) -> anyhow::Result<(Vec<Vec<u8>>, Headers)> {
+    let mut messages = Vec::new();
+    while body.len() >= 5 {
+        let len = u32::from_be_bytes(body[1..5].try_into()?) as usize;
+        ensure!(body.len() >= 5 + len, "a frame is cut short");
+        let payload = &body[5..5 + len];
+        if body[0] & 0x80 != 0 {
+            let trailers = std::str::from_utf8(payload)?
+                .split("\r\n")
+                .filter_map(|line| line.split_once(':'))
+                .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+                .collect();
+            return Ok((messages, trailers));
+        }
+        messages.push(payload.to_vec());
+        body = &body[5 + len..];
+    }
+    bail!("no trailer frame after {} messages", messages.len())
+}
+
+fn trailer<'a>(trailers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    trailers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+}
+
+/// grpc-message is percent-encoded (gRPC's HTTP/2 protocol).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// Just enough protobuf for the few messages above: varint and length-delimited fields.
+
+fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push(value as u8 | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn varint(field: u32, value: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, u64::from(field) << 3);
+    put_varint(&mut out, value);
+    out
+}
+
+fn bytes(field: u32, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put_varint(&mut out, u64::from(field) << 3 | 2);
+    put_varint(&mut out, value.len() as u64);
+    out.extend(value);
+    out
+}
+
+fn message(fields: &[Vec<u8>]) -> Vec<u8> {
+    fields.concat()
+}
+
+enum Field<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+}
+
+fn read_varint(data: &mut &[u8]) -> Option<u64> {
+    let mut value = 0;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = data.split_first()?;
+        *data = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte < 0x80 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// The fields of a message, in order; `None` on a wire type these tests never meet.
+fn fields(mut data: &[u8]) -> Option<Vec<(u32, Field<'_>)>> {
+    let mut out = Vec::new();
+    while !data.is_empty() {
+        let key = read_varint(&mut data)?;
+        let field = u32::try_from(key >> 3).ok()?;
+        let value = match key & 7 {
+            0 => Field::Varint(read_varint(&mut data)?),
+            2 => {
+                let len = usize::try_from(read_varint(&mut data)?).ok()?;
+                let (value, rest) = (data.get(..len)?, data.get(len..)?);
+                data = rest;
+                Field::Bytes(value)
+            }
+            _ => return None,
+        };
+        out.push((field, value));
+    }
+    Some(out)
+}
+
+fn first_varint(message: &[u8], number: u32) -> Option<u64> {
+    fields(message)?.into_iter().find_map(|(n, f)| match f {
+        Field::Varint(v) if n == number => Some(v),
+        _ => None,
+    })
+}
+
+fn first_bytes(message: &[u8], number: u32) -> Option<&[u8]> {
+    fields(message)?.into_iter().find_map(|(n, f)| match f {
+        Field::Bytes(b) if n == number => Some(b),
+        _ => None,
+    })
+}
+
+/// `header.revision` of an etcd response (field 1, then field 3).
+fn header_revision(response: &[u8]) -> i64 {
+    let header = first_bytes(response, 1).expect("a response header");
+    first_varint(header, 3).expect("a header revision") as i64
+}
