@@ -6,6 +6,7 @@ pub mod backup;
 pub mod error;
 pub mod lease;
 pub mod member;
+pub mod metrics;
 pub mod mvcc;
 pub mod node;
 pub mod raft;

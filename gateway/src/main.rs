@@ -7,7 +7,9 @@ use cairn_gateway::flags::{Command, Flags, RestoreArgs, SnapshotCommand};
 async fn main() {
     let flags = Flags::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", flags.log_level)));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only on a terminal: logs redirected to files stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     let outcome = match &flags.command {
         Some(Command::Snapshot(SnapshotCommand::Restore(args))) => restore(args),
         None => cairn_gateway::server::run(flags).await,

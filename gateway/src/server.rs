@@ -15,7 +15,7 @@ use cairn_proto::v3electionpb::election_server::ElectionServer;
 use cairn_proto::v3lockpb::lock_server::LockServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -74,7 +74,8 @@ async fn shutdown_signal(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// The client port's gRPC services, behind the learner guard, as one HTTP service.
+/// The client port's gRPC services, behind the learner guard and the gRPC metrics, as one HTTP
+/// service.
 fn grpc_service(node: &Arc<Node>, max_request_bytes: usize) -> GrpcService {
     let max_recv = max_request_bytes + GRPC_OVERHEAD_BYTES;
     // tonic's own decode limit sits above etcd's so that the KV service can refuse oversize
@@ -88,10 +89,13 @@ fn grpc_service(node: &Arc<Node>, max_request_bytes: usize) -> GrpcService {
         .add_service(ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
         .add_service(ClusterServer::new(ClusterService { node: node.clone() }).max_decoding_message_size(max_recv))
         .add_service(BrowserServer::new(BrowserService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .add_service(crate::http::ops::grpc_health::server(node.clone()))
         .prepare();
+    // As etcd's interceptor chain: the learner guard refuses before the metrics count.
     let guarded = tower::ServiceBuilder::new()
         .layer(LearnerLayer { node: node.clone() })
-        .map_response(|resp: http::Response<tonic::body::Body>| resp.map(axum::body::Body::new))
+        .map_response(|resp: http::Response<crate::metrics::grpc::Metered<tonic::body::Body>>| resp.map(axum::body::Body::new))
+        .layer(crate::metrics::grpc::GrpcMetricsLayer)
         .service(routes);
     BoxCloneSyncService::new(guarded)
 }
@@ -109,8 +113,10 @@ fn serve_http(
     tokio::spawn(async move {
         let graceful = Arc::new(GracefulShutdown::new());
         let mut builder = ConnBuilder::new(TokioExecutor::new());
-        // As grpc-go (and etcd): no limit on concurrent streams per connection.
-        builder.http2().max_concurrent_streams(None);
+        // As grpc-go (and etcd): no limit on concurrent streams per connection. The timers let
+        // hyper drop HTTP/1 clients that never finish their headers.
+        builder.http1().timer(TokioTimer::new());
+        builder.http2().max_concurrent_streams(None).timer(TokioTimer::new());
         let builder = Arc::new(builder);
         let stopping = shutdown_signal(stop);
         tokio::pin!(stopping);

@@ -129,6 +129,7 @@ impl Lessor {
         for change in changes {
             match *change {
                 LeaseChange::Granted { id, ttl } => {
+                    crate::metrics::LEASES_GRANTED.inc();
                     let mut lease = Lease { ttl, remaining_ttl: 0, expiry: None, next_checkpoint: None, revoke_proposed: None };
                     if primary {
                         self.start_clock(&mut lease, now, Duration::ZERO);
@@ -136,6 +137,7 @@ impl Lessor {
                     inner.leases.insert(id, lease);
                 }
                 LeaseChange::Revoked { id } => {
+                    crate::metrics::LEASES_REVOKED.inc();
                     inner.leases.remove(&id);
                 }
                 LeaseChange::Checkpointed { id, remaining_ttl } => {
@@ -189,6 +191,7 @@ impl Lessor {
         let clear_checkpoint = lease.remaining_ttl > 0;
         lease.remaining_ttl = 0;
         self.schedule_checkpoint(lease, now);
+        crate::metrics::LEASES_RENEWED.inc();
         Ok(Some(Renewal { ttl: lease.ttl, clear_checkpoint }))
     }
 

@@ -130,6 +130,7 @@ impl<'a> Applier<'a> {
         if self.no_space() && writes_data(cmd) {
             return CommandResult { result: Some(command_result::Result::Error(Error::NoSpace.to_wire())) };
         }
+        crate::metrics::applied(cmd);
         let result = match &cmd.op {
             Some(command::Op::Put(req)) => self.put(req).map(command_result::Result::Put),
             Some(command::Op::DeleteRange(req)) => self.delete_range(req).map(command_result::Result::DeleteRange),

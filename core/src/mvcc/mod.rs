@@ -145,6 +145,7 @@ impl Mvcc {
     /// A Range on the local state. `header.revision` is the current revision, also for a
     /// historical read; the caller fills in the rest of the header.
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        crate::metrics::RANGES.inc();
         let db = self.db();
         // Order matters: the revision is published after its batch is written, and a compaction
         // revision before its rows are deleted; so a snapshot taken between the two loads holds
@@ -166,6 +167,7 @@ impl Mvcc {
     /// A txn with only range ops, served from a snapshot of the local state without the log
     /// (etcd's read-only txn path). The caller has already waited for a read index if needed.
     pub fn read_txn(&self, req: &TxnRequest) -> Result<TxnResponse> {
+        crate::metrics::TXNS.inc();
         let db = self.db();
         let current = self.current_revision();
         let view = db.view();
@@ -184,7 +186,7 @@ impl Mvcc {
         if let Some(compact) = compaction {
             self.compact_rev.store(compact, Ordering::SeqCst);
         }
-        db.write(batch)?;
+        crate::metrics::BACKEND_COMMIT.time(|| db.write(batch))?;
         self.current_rev.store(rev, Ordering::SeqCst);
         if let Some(alarms) = &effects.alarms {
             self.set_alarms(alarms.clone());

@@ -162,6 +162,7 @@ pub(super) async fn run_lessor(shared: Arc<Shared>, election_timeout: Duration) 
         }
         let expired = shared.lessor.expired(MAX_REVOKES_PER_TICK);
         if !expired.is_empty() {
+            crate::metrics::LEASES_EXPIRED.add(expired.len() as u64);
             let commands = expired.into_iter().map(|id| Command { op: Some(command::Op::LeaseRevoke(LeaseRevokeRequest { id })) }).collect();
             shared.propose_here(commands);
         }

@@ -37,6 +37,7 @@ use crate::storage::{RaftDb, StateDb};
 use crate::validate;
 use crate::watch::{Hub, WatchStream};
 
+mod leader;
 mod leases;
 mod members;
 
@@ -297,6 +298,7 @@ impl Node {
         tokio::spawn(run_read_index(shared.clone(), read_rx));
         tokio::spawn(hub.run(config.progress_notify_interval));
         tokio::spawn(leases::run_lessor(shared.clone(), config.election_timeout));
+        tokio::spawn(leader::count_leader_changes(shared.raft.metrics()));
         let me = cairn_proto::etcdserverpb::Member {
             id: identity.member_id,
             name: identity.name.clone(),
@@ -537,8 +539,9 @@ impl Node {
             return Err(Error::RequestTooLarge);
         }
         let (reply, rx) = oneshot::channel();
+        let _pending = crate::metrics::PROPOSALS_PENDING.track();
         self.proposals.send(Pending { cmd, size, reply }).await.map_err(|_| Error::Stopped)?;
-        let result = rx.await.map_err(|_| Error::Stopped)??;
+        let result = rx.await.map_err(|_| Error::Stopped)?.inspect_err(|_| crate::metrics::PROPOSALS_FAILED.inc())?;
         match result.result {
             Some(command_result::Result::Error(e)) => Err(Error::from_wire(&e)),
             Some(r) => Ok(r),

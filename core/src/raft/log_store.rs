@@ -14,6 +14,7 @@ use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, Vote};
 use serde::de::DeserializeOwned;
 
 use super::types::{Entry, LogId, StorageError, TypeConfig};
+use crate::metrics;
 use crate::storage::names::{META_COMMITTED, META_LAST_PURGED, META_VOTE};
 use crate::storage::RaftDb;
 
@@ -82,7 +83,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
         let raw = encode(ErrorSubject::Vote, vote)?;
         let db = &self.db;
-        tokio::task::block_in_place(|| db.put_meta_synced(META_VOTE, &raw)).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+        metrics::WAL_FSYNC.time(|| tokio::task::block_in_place(|| db.put_meta_synced(META_VOTE, &raw))).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
@@ -91,11 +92,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         let raw = encode(ErrorSubject::Store, &committed)?;
+        metrics::COMMITTED_INDEX.set(committed.map_or(0, |l| l.index) as i64);
         self.db.put_meta(META_COMMITTED, &raw).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.meta::<Option<LogId>>(META_COMMITTED)?.flatten())
+        let committed = self.meta::<Option<LogId>>(META_COMMITTED)?.flatten();
+        metrics::COMMITTED_INDEX.set(committed.map_or(0, |l| l.index) as i64);
+        Ok(committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
@@ -110,7 +114,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // openraft 0.9 awaits this append inline anyway, so the fsync runs in place (the runtime
         // moves other tasks off this thread meanwhile); the callback fires only once it is done.
         let db = &self.db;
-        let res = tokio::task::block_in_place(|| db.append(&rows)).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
+        metrics::WAL_WRITE_BYTES.add(rows.iter().map(|(_, raw)| raw.len() as u64).sum());
+        let res = metrics::WAL_FSYNC.time(|| tokio::task::block_in_place(|| db.append(&rows))).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
         match &res {
             Ok(()) => callback.log_io_completed(Ok(())),
             Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),

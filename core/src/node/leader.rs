@@ -1,0 +1,39 @@
+//! Who leads, as this member sees it: the changes the metrics count and the gRPC health
+//! service's Watch reports.
+
+use openraft::RaftMetrics;
+
+use super::*;
+
+impl Node {
+    /// Waits until the leader this member knows differs from `known` (`None`: no leader) and
+    /// returns it. Never returns once raft has stopped.
+    pub async fn leader_changed(&self, known: Option<u64>) -> Option<u64> {
+        let mut metrics = self.shared.raft.metrics();
+        loop {
+            let leader = metrics.borrow_and_update().current_leader;
+            if leader != known {
+                return leader;
+            }
+            if metrics.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// Counts leader changes as etcd does: a leader different from the one before, where losing
+/// the leader forgets it (so the same leader after an election without one counts again).
+pub(super) async fn count_leader_changes(mut metrics: watch::Receiver<RaftMetrics<u64, Member>>) {
+    let mut last = None;
+    loop {
+        let leader = metrics.borrow_and_update().current_leader;
+        if leader.is_some() && leader != last {
+            crate::metrics::LEADER_CHANGES.inc();
+        }
+        last = leader;
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
