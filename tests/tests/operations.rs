@@ -63,6 +63,7 @@ macro_rules! cairn_scenario {
 }
 
 scenario!(health_without_quorum, 3);
+scenario!(health_of_an_isolated_leader, 3);
 scenario!(health_alarms, 1);
 scenario!(health_and_version_formats, 1);
 scenario!(metrics_names_and_types, 1);

@@ -361,8 +361,19 @@ impl Node {
     }
 
 
+    /// The leader as etcd would report it. A leader that has heard from no quorum for an
+    /// election timeout counts as none: etcd's CheckQuorum makes such a leader step down, while
+    /// openraft 0.9 keeps it leading until another member wins. Health, metrics and Status
+    /// report this; requests still go to openraft's leader (and time out without a quorum).
     pub fn leader(&self) -> Option<u64> {
-        self.shared.raft.metrics().borrow().current_leader
+        self.reported_leader(&self.shared.raft.metrics().borrow())
+    }
+
+    fn reported_leader(&self, metrics: &openraft::RaftMetrics<u64, crate::raft::Member>) -> Option<u64> {
+        let leader = metrics.current_leader?;
+        let isolated = leader == self.id()
+            && metrics.millis_since_quorum_ack.is_some_and(|ms| u128::from(ms) > self.config.election_timeout.as_millis());
+        (!isolated).then_some(leader)
     }
 
     pub async fn range(&self, req: RangeRequest) -> Result<RangeResponse> {
@@ -504,7 +515,7 @@ impl Node {
 
     pub fn status(&self) -> Status {
         let metrics = self.shared.raft.metrics().borrow().clone();
-        let leader = metrics.current_leader.unwrap_or(0);
+        let leader = self.reported_leader(&metrics).unwrap_or(0);
         let is_learner = !metrics.membership_config.membership().voter_ids().any(|id| id == self.id())
             && metrics.membership_config.membership().learner_ids().any(|id| id == self.id());
         let mut errors = Vec::new();

@@ -71,6 +71,28 @@ pub(super) async fn health_without_quorum(mut cluster: Cluster) {
 }
 
 /// An active alarm fails `/health` with its name unless excluded; clearing it heals.
+/// A leader whose followers are all gone reports `RAFT NO LEADER` too: etcd's leader steps
+/// down after an election timeout without a quorum (CheckQuorum), and Cairn reports such a
+/// leader as none (its `/health`, `has_leader` and Status).
+pub(super) async fn health_of_an_isolated_leader(mut cluster: Cluster) {
+    let leader = cluster.wait_for_leader(ELECTION_TIMEOUT).await.expect("a leader");
+    let endpoint = cluster.endpoint(leader).to_owned();
+    assert_healthy(&http::get(&endpoint, "/health", HTTP_TIMEOUT).await.expect("/health answers"), "the leader");
+    for follower in (0..cluster.size()).filter(|&i| i != leader) {
+        cluster.kill(follower).expect("kill a follower");
+    }
+    let reply = wait_until("the isolated leader's /health to report no leader", NOTICE_TIMEOUT, || async {
+        let reply = http::get(&endpoint, "/health", HTTP_TIMEOUT).await?;
+        ensure!(reply.status == 503 && reply.body == unhealthy_body("RAFT NO LEADER"), "{} {}", reply.status, reply.body);
+        Ok(reply)
+    })
+    .await
+    .expect("a leader without quorum reports no leader");
+    assert_unhealthy(&reply, "RAFT NO LEADER", "isolated leader");
+    let status = cluster.status(leader).await.expect("Status answers");
+    assert_eq!(status.leader(), 0, "Status of an isolated leader");
+}
+
 pub(super) async fn health_alarms(cluster: Cluster) {
     let endpoint = cluster.endpoint(0);
     let mut client = cluster.client().await.expect("a client");
