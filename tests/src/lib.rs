@@ -13,6 +13,7 @@ pub mod binary;
 pub mod cluster;
 pub mod etcdctl;
 pub mod grpc;
+pub mod http;
 pub mod pki;
 pub mod suite;
 pub mod wait;

@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{bail, ensure};
 use base64::Engine;
+use cairn_tests::http::{self, Answer, Request};
 use cairn_tests::{Backend, Cluster};
 use etcd_client::CompactionOptions;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::process::Command;
 
 /// How long `npm ci` may take (a cold cache downloads a few MB).
@@ -58,8 +57,12 @@ async fn cors_lets_a_page_call_grpc_web_and_read_its_status() {
 
     // What a browser sends before a cross-origin grpc-web call with Connect's headers.
     let asked = "content-type,x-grpc-web,x-user-agent,grpc-timeout";
-    let preflight = [("origin", ORIGIN), ("access-control-request-method", "POST"), ("access-control-request-headers", asked)];
-    let resp = http(endpoint, "OPTIONS", "/etcdserverpb.KV/Range", &preflight, &[]).await.expect("preflight");
+    let preflight = Request::new("OPTIONS", "/etcdserverpb.KV/Range")
+        .header("origin", ORIGIN)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", asked)
+        .body(&[]);
+    let resp = http::send(endpoint, &preflight, HTTP_TIMEOUT).await.expect("preflight");
     assert_eq!(resp.status, 200, "preflight: {resp:?}");
     assert_allows_origin(&resp);
     assert!(resp.list("access-control-allow-methods").contains(&"post".to_owned()), "POST allowed: {resp:?}");
@@ -70,7 +73,7 @@ async fn cors_lets_a_page_call_grpc_web_and_read_its_status() {
 
     // A call that succeeds: its status is in a trailer frame of the body.
     let put = message(&[bytes(1, b"cors/k"), bytes(2, b"v")]);
-    let resp = http(endpoint, "POST", "/etcdserverpb.KV/Put", &grpc_web_headers("application/grpc-web+proto", Some(ORIGIN)), &frame(&put)).await.expect("put");
+    let resp = http::send(endpoint, &grpc_web("/etcdserverpb.KV/Put", "application/grpc-web+proto", Some(ORIGIN), &frame(&put)), HTTP_TIMEOUT).await.expect("put");
     assert_eq!(resp.status, 200, "put: {resp:?}");
     assert_allows_origin(&resp);
     assert_exposes_status(&resp);
@@ -80,7 +83,7 @@ async fn cors_lets_a_page_call_grpc_web_and_read_its_status() {
     // A call that fails at once: trailers-only, so the status travels in the response headers,
     // which a script reads only because they are exposed.
     let range = message(&[bytes(1, b"cors/k"), varint(4, 1 << 40)]);
-    let resp = http(endpoint, "POST", "/etcdserverpb.KV/Range", &grpc_web_headers("application/grpc-web+proto", Some(ORIGIN)), &frame(&range)).await.expect("range");
+    let resp = http::send(endpoint, &grpc_web("/etcdserverpb.KV/Range", "application/grpc-web+proto", Some(ORIGIN), &frame(&range)), HTTP_TIMEOUT).await.expect("range");
     assert_eq!(resp.header("grpc-status"), Some("11"), "future revision: {resp:?}");
     assert_eq!(resp.header("grpc-message").map(percent_decode).as_deref(), Some(FUTURE_REV));
     assert_allows_origin(&resp);
@@ -120,7 +123,7 @@ async fn grpc_web_text() {
     assert_eq!(first_varint(&responses[1], 5), Some(last as u64), "compact_revision");
 
     let range = message(&[bytes(1, b"text/k"), varint(4, put_revision as u64)]);
-    let resp = http(endpoint, "POST", "/etcdserverpb.KV/Range", &grpc_web_headers("application/grpc-web-text", None), base64(&frame(&range)).as_bytes()).await.expect("range");
+    let resp = http::send(endpoint, &grpc_web("/etcdserverpb.KV/Range", "application/grpc-web-text", None, base64(&frame(&range)).as_bytes()), HTTP_TIMEOUT).await.expect("range");
     assert_eq!(resp.header("grpc-status"), Some("11"), "compacted revision: {resp:?}");
     assert_eq!(resp.header("grpc-message").map(percent_decode).as_deref(), Some(COMPACTED));
 }
@@ -174,103 +177,34 @@ async fn run(command: &mut Command, timeout: Duration, what: &str) -> Output {
     output
 }
 
-/// Header or trailer names (in lower case) and values, in order.
-type Headers = Vec<(String, String)>;
+/// Trailer names (in lower case) and values, in order.
+type Trailers = Vec<(String, String)>;
 
-#[derive(Debug)]
-struct HttpResponse {
-    status: u16,
-    headers: Headers,
-    body: Vec<u8>,
-}
-
-impl HttpResponse {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
-    }
-
-    /// A comma-separated header's items, in lower case.
-    fn list(&self, name: &str) -> Vec<String> {
-        self.header(name).unwrap_or_default().split(',').map(|item| item.trim().to_ascii_lowercase()).collect()
-    }
-}
-
-fn assert_allows_origin(resp: &HttpResponse) {
+fn assert_allows_origin(resp: &Answer) {
     let allowed = resp.header("access-control-allow-origin");
     assert!(allowed == Some(ORIGIN) || allowed == Some("*"), "origin {ORIGIN} allowed: {resp:?}");
 }
 
-fn assert_exposes_status(resp: &HttpResponse) {
+fn assert_exposes_status(resp: &Answer) {
     let exposed = resp.list("access-control-expose-headers");
     for header in ["grpc-status", "grpc-message"] {
         assert!(exposed.contains(&header.to_owned()), "{header} exposed: {resp:?}");
     }
 }
 
-/// One HTTP/1.1 exchange on a fresh connection.
-async fn http(endpoint: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> anyhow::Result<HttpResponse> {
-    let address = endpoint.strip_prefix("http://").context("a plain http:// endpoint")?;
-    let exchange = async {
-        let mut tcp = TcpStream::connect(address).await?;
-        let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());
-        for (name, value) in headers {
-            head.push_str(&format!("{name}: {value}\r\n"));
-        }
-        head.push_str("\r\n");
-        tcp.write_all(head.as_bytes()).await?;
-        tcp.write_all(body).await?;
-        let mut raw = Vec::new();
-        tcp.read_to_end(&mut raw).await?;
-        anyhow::Ok(raw)
-    };
-    let raw = tokio::time::timeout(HTTP_TIMEOUT, exchange).await.with_context(|| format!("{method} {path} took over {HTTP_TIMEOUT:?}"))??;
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> anyhow::Result<HttpResponse> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").context("no end of the response head")?;
-    let head = std::str::from_utf8(&raw[..end])?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().context("no status line")?;
-    let status = status_line.split(' ').nth(1).context("no status code")?.parse()?;
-    let headers: Headers = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
-        .collect();
-    let mut resp = HttpResponse { status, headers, body: raw[end + 4..].to_vec() };
-    if resp.header("transfer-encoding") == Some("chunked") {
-        resp.body = dechunk(&resp.body)?;
+/// A grpc-web call as a grpc-web client sends it; `accept` says which encoding the answer
+/// should use, as grpc-web's own JavaScript client does (tonic-web follows it).
+fn grpc_web(path: &str, content_type: &str, origin: Option<&str>, body: &[u8]) -> Request {
+    let mut request = Request::new("POST", path).header("content-type", content_type).header("accept", content_type).header("x-grpc-web", "1");
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
     }
-    Ok(resp)
-}
-
-fn dechunk(mut chunked: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = chunked.windows(2).position(|w| w == b"\r\n").context("a chunk size line")?;
-        let size_text = std::str::from_utf8(&chunked[..line_end])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or_default().trim(), 16)?;
-        chunked = &chunked[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        ensure!(chunked.len() >= size + 2, "a chunk is cut short");
-        body.extend_from_slice(&chunked[..size]);
-        chunked = &chunked[size + 2..];
-    }
-}
-
-/// The headers a grpc-web client sends; `accept` says which encoding the answer should use,
-/// as grpc-web's own JavaScript client does (tonic-web follows it).
-fn grpc_web_headers(content_type: &'static str, origin: Option<&'static str>) -> Vec<(&'static str, &'static str)> {
-    let mut headers = vec![("content-type", content_type), ("accept", content_type), ("x-grpc-web", "1")];
-    headers.extend(origin.map(|origin| ("origin", origin)));
-    headers
+    request.body(body)
 }
 
 /// A unary or server-streaming call in grpc-web-text; its messages and trailers.
-async fn text_call(endpoint: &str, path: &str, request: &[u8]) -> (Vec<Vec<u8>>, Headers) {
-    let resp = http(endpoint, "POST", path, &grpc_web_headers("application/grpc-web-text", None), base64(&frame(request)).as_bytes()).await.expect(path);
+async fn text_call(endpoint: &str, path: &str, request: &[u8]) -> (Vec<Vec<u8>>, Trailers) {
+    let resp = http::send(endpoint, &grpc_web(path, "application/grpc-web-text", None, base64(&frame(request)).as_bytes()), HTTP_TIMEOUT).await.expect(path);
     assert_eq!(resp.status, 200, "{path}: {resp:?}");
     assert!(resp.header("content-type").is_some_and(|t| t.starts_with("application/grpc-web-text")), "{path} answers in text: {resp:?}");
     assert_eq!(resp.header("grpc-status"), None, "{path} failed: {resp:?}");
@@ -301,7 +235,7 @@ fn frame(message: &[u8]) -> Vec<u8> {
 }
 
 /// A grpc-web body's messages, and the trailers of its final frame.
-fn frames(mut body: &[u8]) -> anyhow::Result<(Vec<Vec<u8>>, Headers)> {
+fn frames(mut body: &[u8]) -> anyhow::Result<(Vec<Vec<u8>>, Trailers)> {
     let mut messages = Vec::new();
     while body.len() >= 5 {
         let len = u32::from_be_bytes(body[1..5].try_into()?) as usize;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use cairn_tests::{Backend, Cluster};
+use cairn_tests::{http, Backend, Cluster};
 use tonic::transport::Channel;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -15,8 +15,6 @@ use tonic_health::pb::HealthCheckRequest;
 mod exposition;
 #[path = "operations/health.rs"]
 mod health;
-#[path = "operations/http.rs"]
-mod http;
 #[path = "operations/metrics.rs"]
 mod metrics;
 #[path = "operations/probes.rs"]
@@ -76,8 +74,8 @@ fn is_cairn(cluster: &Cluster) -> bool {
 
 /// Asserts a `/health` answer of 200 with etcd's healthy body.
 #[track_caller]
-fn assert_healthy(reply: &http::Reply, what: &str) {
-    assert_eq!((reply.status, reply.body.as_str()), (200, HEALTHY), "{what}: {reply:?}");
+fn assert_healthy(reply: &http::Answer, what: &str) {
+    assert_eq!((reply.status, reply.text().as_str()), (200, HEALTHY), "{what}: {reply:?}");
     assert_eq!(reply.header("content-type"), Some(TEXT), "{what}");
 }
 
@@ -87,8 +85,8 @@ fn unhealthy_body(reason: &str) -> String {
 }
 
 #[track_caller]
-fn assert_unhealthy(reply: &http::Reply, reason: &str, what: &str) {
-    assert_eq!((reply.status, reply.body.as_str()), (503, unhealthy_body(reason).as_str()), "{what}");
+fn assert_unhealthy(reply: &http::Answer, reason: &str, what: &str) {
+    assert_eq!((reply.status, reply.text().as_str()), (503, unhealthy_body(reason).as_str()), "{what}");
     assert_eq!(reply.header("content-type"), Some(TEXT), "{what}");
 }
 

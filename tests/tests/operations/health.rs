@@ -39,14 +39,7 @@ pub(super) async fn health_without_quorum(mut cluster: Cluster) {
 
     cluster.kill(leader).expect("kill the leader");
     cluster.kill(other).expect("kill a follower");
-    let reply = wait_until("the survivor's /health to report no leader", NOTICE_TIMEOUT, || async {
-        let reply = http::get(&endpoint, "/health", HTTP_TIMEOUT).await?;
-        ensure!(reply.status == 503 && reply.body == unhealthy_body("RAFT NO LEADER"), "{} {}", reply.status, reply.body);
-        Ok(reply)
-    })
-    .await
-    .expect("a member without quorum reports it");
-    assert_unhealthy(&reply, "RAFT NO LEADER", "without quorum");
+    wait_for_no_leader(&endpoint, "the survivor").await;
     let again = http::get(&endpoint, "/health", ANSWER_BOUND).await.expect("a member that knows it has no leader answers at once");
     assert_unhealthy(&again, "RAFT NO LEADER", "asked again");
     // `?serializable=true` (skip the leader check, read locally) came after etcd 3.5.1, which
@@ -81,16 +74,21 @@ pub(super) async fn health_of_an_isolated_leader(mut cluster: Cluster) {
     for follower in (0..cluster.size()).filter(|&i| i != leader) {
         cluster.kill(follower).expect("kill a follower");
     }
-    let reply = wait_until("the isolated leader's /health to report no leader", NOTICE_TIMEOUT, || async {
-        let reply = http::get(&endpoint, "/health", HTTP_TIMEOUT).await?;
-        ensure!(reply.status == 503 && reply.body == unhealthy_body("RAFT NO LEADER"), "{} {}", reply.status, reply.body);
+    wait_for_no_leader(&endpoint, "the isolated leader").await;
+    let status = cluster.status(leader).await.expect("Status answers");
+    assert_eq!(status.leader(), 0, "Status of an isolated leader");
+}
+
+/// Waits until `who`'s `/health` answers 503 `RAFT NO LEADER`.
+async fn wait_for_no_leader(endpoint: &str, who: &str) {
+    let reply = wait_until(&format!("{who}'s /health to report no leader"), NOTICE_TIMEOUT, || async {
+        let reply = http::get(endpoint, "/health", HTTP_TIMEOUT).await?;
+        ensure!(reply.status == 503 && reply.text() == unhealthy_body("RAFT NO LEADER"), "{} {}", reply.status, reply.text());
         Ok(reply)
     })
     .await
-    .expect("a leader without quorum reports no leader");
-    assert_unhealthy(&reply, "RAFT NO LEADER", "isolated leader");
-    let status = cluster.status(leader).await.expect("Status answers");
-    assert_eq!(status.leader(), 0, "Status of an isolated leader");
+    .unwrap_or_else(|e| panic!("{who} without quorum reports no leader: {e:#}"));
+    assert_unhealthy(&reply, "RAFT NO LEADER", who);
 }
 
 pub(super) async fn health_alarms(cluster: Cluster) {
@@ -108,7 +106,7 @@ pub(super) async fn health_alarms(cluster: Cluster) {
     assert_unhealthy(&get("/health?serializable=true").await.expect("/health"), "ALARM NOSPACE", "alarms count for serializable health");
     if is_cairn(&cluster) {
         let ready = get("/readyz").await.expect("/readyz");
-        assert_eq!((ready.status, ready.body.as_str()), (200, "ok\n"), "readiness only fails on CORRUPT");
+        assert_eq!((ready.status, ready.text().as_str()), (200, "ok\n"), "readiness only fails on CORRUPT");
     }
 
     client.alarm(AlarmAction::Deactivate, AlarmType::Nospace, Some(member)).await.expect("clear NOSPACE");
@@ -123,8 +121,8 @@ pub(super) async fn health_and_version_formats(cluster: Cluster) {
     let reply = http::get(endpoint, "/version", HTTP_TIMEOUT).await.expect("/version");
     assert_eq!(reply.status, 200);
     assert_eq!(reply.header("content-type"), Some("application/json"));
-    assert!(reply.body.starts_with(r#"{"etcdserver":""#), "etcd's field order: {}", reply.body);
-    let json: Value = serde_json::from_str(&reply.body).expect("JSON");
+    assert!(reply.text().starts_with(r#"{"etcdserver":""#), "etcd's field order: {}", reply.text());
+    let json: Value = serde_json::from_slice(&reply.body).expect("JSON");
     let server = json["etcdserver"].as_str().expect("etcdserver");
     let cluster_version = json["etcdcluster"].as_str().expect("etcdcluster");
     assert_eq!(server, status_version, "/version and Status agree");
@@ -136,11 +134,11 @@ pub(super) async fn health_and_version_formats(cluster: Cluster) {
 
     assert_healthy(&http::get(endpoint, "/health", HTTP_TIMEOUT).await.expect("/health"), "healthy");
     for (method, path) in [("POST", "/health"), ("HEAD", "/health"), ("PUT", "/version"), ("DELETE", "/version")] {
-        let reply = http::request(method, endpoint, path, &[("Content-Length", "0")], HTTP_TIMEOUT).await.expect("an answer");
+        let reply = http::send(endpoint, &http::Request::new(method, path).body(b""), HTTP_TIMEOUT).await.expect("an answer");
         assert_eq!(reply.status, 405, "{method} {path}");
         assert_eq!(reply.header("allow"), Some("GET"), "{method} {path}");
         if method != "HEAD" {
-            assert_eq!(reply.body, "Method Not Allowed\n", "{method} {path}");
+            assert_eq!(reply.text(), "Method Not Allowed\n", "{method} {path}");
         }
     }
 }

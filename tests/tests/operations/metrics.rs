@@ -81,7 +81,7 @@ async fn scrape(cluster: &Cluster, index: usize) -> anyhow::Result<Exposition> {
     let reply = http::get(cluster.endpoint(index), "/metrics", HTTP_TIMEOUT).await?;
     ensure!(reply.status == 200, "/metrics answered {}", reply.status);
     ensure!(reply.header("content-type") == Some(CONTENT_TYPE), "content type {:?}", reply.header("content-type"));
-    Exposition::parse(&reply.body).map_err(anyhow::Error::msg).context("a valid Prometheus text exposition")
+    Exposition::parse(std::str::from_utf8(&reply.body).context("the body is not UTF-8")?).map_err(anyhow::Error::msg).context("a valid Prometheus text exposition")
 }
 
 #[track_caller]

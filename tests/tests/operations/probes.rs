@@ -25,11 +25,11 @@ pub(super) async fn readyz_and_livez(cluster: Cluster) {
     ];
     for (path, status, body) in answers {
         let reply = http::get(endpoint, path, HTTP_TIMEOUT).await.expect("an answer");
-        assert_eq!((reply.status, reply.body.as_str()), (status, body), "GET {path}");
+        assert_eq!((reply.status, reply.text().as_str()), (status, body), "GET {path}");
         assert_eq!(reply.header("content-type"), Some(TEXT), "GET {path}");
     }
     for path in ["/readyz", "/livez", "/readyz/serializable_read"] {
-        let reply = http::request("POST", endpoint, path, &[("Content-Length", "0")], HTTP_TIMEOUT).await.expect("an answer");
+        let reply = http::send(endpoint, &http::Request::new("POST", path).body(b""), HTTP_TIMEOUT).await.expect("an answer");
         assert_eq!((reply.status, reply.header("allow")), (405, Some("GET")), "POST {path}");
     }
 }
@@ -39,13 +39,14 @@ pub(super) async fn readyz_and_livez(cluster: Cluster) {
 pub(super) async fn readiness_without_quorum(endpoint: &str) {
     let ready = http::get(endpoint, "/readyz", HTTP_TIMEOUT).await.expect("/readyz answers without quorum");
     assert_eq!(ready.status, 503, "{ready:?}");
-    let lines: Vec<&str> = ready.body.lines().collect();
-    assert_eq!(lines.len(), 5, "four checks and Go's http.Error newline: {:?}", ready.body);
-    assert_eq!(&lines[..2], ["[+]data_corruption ok", "[+]serializable_read ok"], "{:?}", ready.body);
-    assert!(lines[2].starts_with("[-]linearizable_read failed: etcdserver: "), "{:?}", ready.body);
-    assert_eq!(&lines[3..], ["[+]non_learner ok", ""], "{:?}", ready.body);
+    let body = ready.text();
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines.len(), 5, "four checks and Go's http.Error newline: {body:?}");
+    assert_eq!(&lines[..2], ["[+]data_corruption ok", "[+]serializable_read ok"], "{body:?}");
+    assert!(lines[2].starts_with("[-]linearizable_read failed: etcdserver: "), "{body:?}");
+    assert_eq!(&lines[3..], ["[+]non_learner ok", ""], "{body:?}");
     let live = http::get(endpoint, "/livez", HTTP_TIMEOUT).await.expect("/livez answers without quorum");
-    assert_eq!((live.status, live.body.as_str()), (200, "ok\n"), "alive without quorum");
+    assert_eq!((live.status, live.text().as_str()), (200, "ok\n"), "alive without quorum");
     let one = http::get(endpoint, "/readyz/serializable_read", HTTP_TIMEOUT).await.expect("an answer");
-    assert_eq!((one.status, one.body.as_str()), (200, "ok\n"), "a local read needs no quorum");
+    assert_eq!((one.status, one.text().as_str()), (200, "ok\n"), "a local read needs no quorum");
 }
