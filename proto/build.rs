@@ -1,6 +1,6 @@
 //! Generates the Rust types, gRPC servers and clients from `protos/`, and writes a file
-//! descriptor set to `$OUT_DIR/cairn_descriptor.bin`, and serde impls (pbjson) for the JSON
-//! gateway.
+//! descriptor set (which the JSON gateway reads its message schemas from) to
+//! `$OUT_DIR/cairn_descriptor.bin`.
 //!
 //! protoc comes from `protoc-bin-vendored`, so no system protoc is needed.
 
@@ -16,9 +16,6 @@ const PROTOS: &[&str] = &[
     "protos/browserpb/browser.proto",
 ];
 
-/// The packages the JSON gateway speaks: pbjson derives their serde impls, with etcd's
-/// conventions (proto field names out, either name in, unknown fields ignored).
-const JSON_PACKAGES: &[&str] = &[".mvccpb", ".authpb", ".etcdserverpb", ".v3lockpb", ".v3electionpb"];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -33,18 +30,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
 
-    let descriptor_path = out_dir.join("cairn_descriptor.bin");
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
-        .file_descriptor_set_path(&descriptor_path)
+        .file_descriptor_set_path(out_dir.join("cairn_descriptor.bin"))
         .compile_protos(PROTOS, &["protos"])?;
-
-    let descriptors = std::fs::read(&descriptor_path)?;
-    pbjson_build::Builder::new()
-        .register_descriptors(&descriptors)?
-        .preserve_proto_field_names()
-        .ignore_unknown_fields()
-        .build(JSON_PACKAGES)?;
     Ok(())
 }

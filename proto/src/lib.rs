@@ -10,35 +10,30 @@
 pub mod mvccpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("mvccpb");
-    include!(concat!(env!("OUT_DIR"), "/mvccpb.serde.rs"));
 }
 
 /// Users, roles and permissions.
 pub mod authpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("authpb");
-    include!(concat!(env!("OUT_DIR"), "/authpb.serde.rs"));
 }
 
 /// The etcd v3 API: services KV, Watch, Lease, Cluster, Maintenance, Auth.
 pub mod etcdserverpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("etcdserverpb");
-    include!(concat!(env!("OUT_DIR"), "/etcdserverpb.serde.rs"));
 }
 
 /// The etcd v3 lock service.
 pub mod v3lockpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("v3lockpb");
-    include!(concat!(env!("OUT_DIR"), "/v3lockpb.serde.rs"));
 }
 
 /// The etcd v3 election service.
 pub mod v3electionpb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("v3electionpb");
-    include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
 }
 
 /// Cairn's peer (member-to-member) service: raft traffic, forwarded writes, read index.
