@@ -167,6 +167,10 @@ impl Collector for MemberCollector {
             revision => revision,
         };
         gauge(&mut e, "etcd_debugging_mvcc_compact_revision", "The revision of the last compaction in store.", compacted)?;
+        let watches = node.watch_counts();
+        gauge(&mut e, "etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", watches.streams as i64)?;
+        gauge(&mut e, "etcd_debugging_mvcc_watcher_total", "Total number of watchers.", watches.watchers as i64)?;
+        gauge(&mut e, "etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers.", watches.slow as i64)?;
         counter(&mut e, "etcd_debugging_lease_granted_total", "The total number of granted leases.", core_metrics::LEASES_GRANTED.get())?;
         counter(&mut e, "etcd_debugging_lease_revoked_total", "The total number of revoked leases.", core_metrics::LEASES_REVOKED.get())?;
         counter(&mut e, "etcd_debugging_lease_renewed_total", "The number of renewed leases seen by the leader.", core_metrics::LEASES_RENEWED.get())?;

@@ -50,7 +50,7 @@ impl Request {
     }
 
     /// The bytes on the wire to `host`.
-    fn bytes(&self, host: &str) -> Vec<u8> {
+    pub fn bytes(&self, host: &str) -> Vec<u8> {
         let mut head = format!("{} {} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n", self.method, self.path);
         for (name, value) in &self.headers {
             head.push_str(&format!("{name}: {value}\r\n"));

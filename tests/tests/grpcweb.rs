@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, ensure};
 use base64::Engine;
 use cairn_tests::http::{self, Answer, Request};
-use cairn_tests::{Backend, Cluster};
+use cairn_tests::{wait_until, Backend, Cluster};
 use etcd_client::CompactionOptions;
 use tokio::process::Command;
 
@@ -126,6 +126,60 @@ async fn grpc_web_text() {
     let resp = http::send(endpoint, &grpc_web("/etcdserverpb.KV/Range", "application/grpc-web-text", None, base64(&frame(&range)).as_bytes()), HTTP_TIMEOUT).await.expect("range");
     assert_eq!(resp.header("grpc-status"), Some("11"), "compacted revision: {resp:?}");
     assert_eq!(resp.header("grpc-message").map(percent_decode).as_deref(), Some(COMPACTED));
+}
+
+/// A page that opens Browser.Watch and then goes away (the tab closes, the connection drops)
+/// leaves no watcher behind: the hub's watcher count, as /metrics reports it, goes up by one
+/// while the stream is open and back down once the connection is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_watch_is_released_when_the_page_goes_away() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let cluster = cairn().await;
+    let endpoint = cluster.endpoint(0).to_string();
+    let before = watchers(&endpoint).await.expect("/metrics answers");
+
+    let watch = message(&[bytes(1, b"page/k")]);
+    let request = grpc_web("/browserpb.Browser/Watch", "application/grpc-web+proto", Some(ORIGIN), &frame(&watch));
+    let host = http::address(&endpoint).expect("an http:// endpoint");
+    let mut socket = tokio::net::TcpStream::connect(host).await.expect("connect");
+    socket.write_all(&request.bytes(host)).await.expect("send the call");
+    // The created response is a grpc-web data frame after the headers; the stream stays open.
+    let mut received = Vec::new();
+    tokio::time::timeout(HTTP_TIMEOUT, async {
+        let mut chunk = [0u8; 4096];
+        while !received.windows(4).any(|w| w == b"\r\n\r\n") || received.len() < 64 {
+            let n = socket.read(&mut chunk).await.expect("read the answer");
+            assert!(n > 0, "the server closed the watch: {}", String::from_utf8_lossy(&received));
+            received.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .expect("the watch answers within the deadline");
+    wait_until("the open watch to count as a watcher", HTTP_TIMEOUT, || async {
+        let now = watchers(&endpoint).await?;
+        ensure!(now == before + 1, "{now} watchers, expected {}", before + 1);
+        Ok(())
+    })
+    .await
+    .expect("one more watcher while the page watches");
+
+    drop(socket);
+    wait_until("the watcher to be released", HTTP_TIMEOUT, || async {
+        let now = watchers(&endpoint).await?;
+        ensure!(now == before, "{now} watchers, expected {before}");
+        Ok(())
+    })
+    .await
+    .expect("the watcher goes with the connection");
+}
+
+/// `etcd_debugging_mvcc_watcher_total` from the member's /metrics.
+async fn watchers(endpoint: &str) -> anyhow::Result<i64> {
+    let metrics = http::get(endpoint, "/metrics", HTTP_TIMEOUT).await?.text();
+    let sample = metrics.lines().find_map(|line| line.strip_prefix("etcd_debugging_mvcc_watcher_total "));
+    let Some(value) = sample else { bail!("no etcd_debugging_mvcc_watcher_total sample in /metrics") };
+    Ok(value.trim().parse()?)
 }
 
 async fn cairn() -> Cluster {

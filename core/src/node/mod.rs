@@ -494,6 +494,11 @@ impl Node {
     }
 
     /// Opens a watch stream on this member.
+    /// Open watch streams and watchers on this member.
+    pub fn watch_counts(&self) -> crate::watch::WatchCounts {
+        self.shared.hub.counts()
+    }
+
     pub fn watch(&self) -> WatchStream {
         self.shared.hub.open()
     }

@@ -258,6 +258,13 @@ impl Hub {
         self.inner.lock().expect("the hub lock is never poisoned: nothing panics under it")
     }
 
+    /// How many watch streams and watchers are open, and how many of the watchers are behind
+    /// (etcd's `watch_stream_total`, `watcher_total` and `slow_watcher_total`).
+    pub fn counts(&self) -> WatchCounts {
+        let inner = self.lock();
+        WatchCounts { streams: inner.streams.len(), watchers: inner.watchers.len(), slow: inner.unsynced.len() }
+    }
+
     /// Opens a watch stream; dropping it cancels its watchers.
     pub fn open(self: &Arc<Self>) -> WatchStream {
         let queue = Arc::new(Queue { items: Mutex::default(), ready: Notify::new(), closed: AtomicBool::new(false), syncer: self.syncer.clone() });
@@ -579,6 +586,14 @@ fn deliverable(spec: &WatchSpec, event: &Event) -> Option<Event> {
         return None;
     }
     Some(Event { r#type: event.r#type, kv: event.kv.clone(), prev_kv: if spec.prev_kv { event.prev_kv.clone() } else { None } })
+}
+
+/// A census of the hub, for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchCounts {
+    pub streams: usize,
+    pub watchers: usize,
+    pub slow: usize,
 }
 
 /// One watch stream: many watchers, one ordered queue of responses. Dropping it cancels every
