@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tonic::service::Routes;
 use tokio_rustls::rustls::ServerConfig;
@@ -111,7 +111,7 @@ fn serve_http(
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let graceful = Arc::new(GracefulShutdown::new());
+        let graceful = GracefulShutdown::new();
         let mut builder = ConnBuilder::new(TokioExecutor::new());
         // As grpc-go (and etcd): no limit on concurrent streams per connection. The timers let
         // hyper drop HTTP/1 clients that never finish their headers.
@@ -134,38 +134,34 @@ fn serve_http(
                 _ = &mut stopping => break,
             };
             let _ = tcp.set_nodelay(true);
-            let service = TowerToHyperService::new(router.clone());
-            match &tls {
-                None => {
-                    let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(tcp), service).into_owned());
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!("{what}: connection from {peer}: {e}");
-                        }
-                    });
+            let (acceptor, router, builder, watcher) = (tls.clone(), router.clone(), builder.clone(), graceful.watcher());
+            tokio::spawn(async move {
+                let served = match acceptor {
+                    None => serve_connection(&builder, TokioIo::new(tcp), router, watcher).await,
+                    Some(acceptor) => match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        Ok(Ok(stream)) => serve_connection(&builder, TokioIo::new(stream), router, watcher).await,
+                        Ok(Err(e)) => return tracing::info!("{what}: TLS handshake with {peer} failed: {e}"),
+                        Err(_) => return tracing::info!("{what}: TLS handshake with {peer} timed out"),
+                    },
+                };
+                if let Err(e) = served {
+                    tracing::debug!("{what}: connection from {peer}: {e}");
                 }
-                Some(acceptor) => {
-                    let (acceptor, graceful, builder) = (acceptor.clone(), graceful.clone(), builder.clone());
-                    tokio::spawn(async move {
-                        let stream = match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(stream)) => stream,
-                            Ok(Err(e)) => return tracing::info!("{what}: TLS handshake with {peer} failed: {e}"),
-                            Err(_) => return tracing::info!("{what}: TLS handshake with {peer} timed out"),
-                        };
-                        let conn = graceful.watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned());
-                        if let Err(e) = conn.await {
-                            tracing::debug!("{what}: connection from {peer}: {e}");
-                        }
-                    });
-                }
-            }
+            });
         }
-        match Arc::try_unwrap(graceful) {
-            Ok(graceful) => graceful.shutdown().await,
-            // A handshake still in flight holds a reference; its connection ends with the process.
-            Err(_) => tracing::debug!("{what}: TLS handshakes in flight at shutdown"),
-        }
+        // Waits for every watched connection, handshakes in flight included (they are bounded
+        // by the handshake timeout, the whole drain by the caller).
+        graceful.shutdown().await;
     })
+}
+
+/// Serves one connection (HTTP/1.1 or HTTP/2) until it ends or a graceful shutdown closes it.
+async fn serve_connection<I>(builder: &ConnBuilder<TokioExecutor>, io: TokioIo<I>, router: axum::Router, watcher: Watcher) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(router));
+    watcher.watch(conn.into_owned()).await
 }
 
 /// The peer port: openraft's RPCs and the followers' forwarded calls.

@@ -6,12 +6,13 @@ use openraft::RaftMetrics;
 use super::*;
 
 impl Node {
-    /// Waits until the leader this member knows differs from `known` (`None`: no leader) and
-    /// returns it. Never returns once raft has stopped.
+    /// Waits until the leader this member reports ([`Node::leader`]: a leader cut off from its
+    /// quorum counts as none) differs from `known` (`None`: no leader) and returns it. Never
+    /// returns once raft has stopped.
     pub async fn leader_changed(&self, known: Option<u64>) -> Option<u64> {
         let mut metrics = self.shared.raft.metrics();
         loop {
-            let leader = metrics.borrow_and_update().current_leader;
+            let leader = self.reported_leader(&metrics.borrow_and_update());
             if leader != known {
                 return leader;
             }
