@@ -47,6 +47,24 @@ pub fn client_router(state: HttpState) -> Router {
         .layer(axum::middleware::from_fn(cors::cors))
 }
 
+/// How much of a request body is read (and dropped) before an answer that does not need it.
+const DRAIN_LIMIT: usize = 64 << 20;
+
+/// Reads the rest of a request body, up to [`DRAIN_LIMIT`] bytes, keeping none of it. An
+/// HTTP/2 client still uploading when the answer ends its stream gets a reset instead of the
+/// answer (curl: "Stream error in the HTTP/2 framing layer"), so every answer given before the
+/// body is read comes after this.
+pub(crate) async fn drain(body: &mut Body) {
+    use http_body_util::BodyExt;
+    let mut drained = 0;
+    while drained <= DRAIN_LIMIT {
+        match body.frame().await {
+            Some(Ok(frame)) => drained += frame.data_ref().map_or(0, bytes::Bytes::len),
+            _ => return,
+        }
+    }
+}
+
 /// Passes gRPC and grpc-web requests (by content type) to the inner service; anything else
 /// on a path no handler serves gets Go's `404 page not found`, as etcd answers.
 #[derive(Clone)]
@@ -70,7 +88,10 @@ where
         use axum::response::IntoResponse;
         let grpc = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| ct.starts_with("application/grpc"));
         if !grpc {
-            return Box::pin(async { Ok((http::StatusCode::NOT_FOUND, "404 page not found\n").into_response()) });
+            return Box::pin(async move {
+                drain(&mut req.into_body()).await;
+                Ok((http::StatusCode::NOT_FOUND, "404 page not found\n").into_response())
+            });
         }
         let call = self.0.call(req);
         Box::pin(async move { Ok(call.await?.into_response()) })

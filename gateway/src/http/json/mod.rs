@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use super::HttpState;
+use super::{drain, HttpState};
 use reply::Status;
 use scan::{Decoder, Next};
 use schema::{Method, Schema};
@@ -99,10 +99,6 @@ const PREFIXES: [&str; 2] = ["/v3/", "/v3beta/"];
 /// bytes a third bigger); anything larger is refused unread, so a body cannot eat memory.
 const JSON_BYTES_PER_MESSAGE_BYTE: usize = 4;
 
-/// How much of a body past its first value is read (and dropped) before the answer, so that a
-/// client still sending gets it (an HTTP/2 client that is cut off mid-upload may lose it).
-const DRAIN_LIMIT: usize = 64 << 20;
-
 /// Request messages queued towards a bidirectional stream.
 const STREAM_QUEUE: usize = 16;
 
@@ -127,13 +123,20 @@ pub fn router() -> Router<HttpState> {
         }
     }
     for prefix in PREFIXES {
-        router = router.route(prefix, any(|| async { reply::not_found() })).route(&format!("{prefix}{{*rest}}"), any(|| async { reply::not_found() }));
+        router = router.route(prefix, any(not_found)).route(&format!("{prefix}{{*rest}}"), any(not_found));
     }
     router.route("/v3", any(|req: Request| async move { reply::moved_to("/v3/", req.method()) }))
 }
 
+/// An unknown path under a gateway prefix. The body is read first, as for every answer here.
+async fn not_found(req: Request) -> Response {
+    drain(&mut req.into_body()).await;
+    reply::not_found()
+}
+
 async fn transcode(state: HttpState, rpc: Rpc, req: Request) -> Response {
     if req.method() != http::Method::POST {
+        drain(&mut req.into_body()).await;
         return reply::method_not_allowed();
     }
     let metadata = forwarded_metadata(req.headers());
@@ -191,15 +194,9 @@ impl JsonBody {
         decode::message(Schema::get(), input, &raw).map(Some).map_err(|e| Status::new(Code::InvalidArgument, e))
     }
 
-    /// Reads the rest of the body, up to [`DRAIN_LIMIT`] bytes, keeping none of it.
+    /// Reads the rest of the body (see [`drain`](super::drain)).
     async fn drain(&mut self) {
-        let mut drained = 0;
-        while drained <= DRAIN_LIMIT {
-            match self.body.frame().await {
-                Some(Ok(frame)) => drained += frame.data_ref().map_or(0, Bytes::len),
-                _ => return,
-            }
-        }
+        drain(&mut self.body).await;
     }
 
     async fn next_value(&mut self) -> Result<Option<Vec<u8>>, Status> {
