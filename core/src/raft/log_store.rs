@@ -1,5 +1,9 @@
 //! openraft's log storage over the raft database. Every append and vote is fsynced before
 //! openraft hears that it is durable (reference/architecture-anchors.md §1.4, pitfall 1).
+//!
+//! An append is written at once, unsynced, so its entries are readable (and replicable) before
+//! they are durable; a syncer thread then fsyncs the write-ahead log and only then reports the
+//! append flushed. Appends that arrive while a sync runs share the next one (group commit).
 
 // openraft's trait fixes the error type (StorageError, over 200 bytes); boxing it is not ours
 // to choose.
@@ -21,6 +25,7 @@ use crate::storage::RaftDb;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<RaftDb>,
+    syncs: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
 }
 
 fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -37,7 +42,13 @@ fn encode<T: serde::Serialize>(subject: ErrorSubject<u64>, v: &T) -> Result<Vec<
 
 impl LogStore {
     pub fn new(db: Arc<RaftDb>) -> Self {
-        LogStore { db }
+        let (syncs, pending) = std::sync::mpsc::channel();
+        let syncer_db = db.clone();
+        std::thread::Builder::new()
+            .name("raft-log-sync".into())
+            .spawn(move || run_syncer(&syncer_db, &pending))
+            .expect("a thread can be started at boot");
+        LogStore { db, syncs }
     }
 
     fn meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -111,16 +122,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .into_iter()
             .map(|e| Ok((e.log_id.index, encode(ErrorSubject::Logs, &e)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
-        // openraft 0.9 awaits this append inline anyway, so the fsync runs in place (the runtime
-        // moves other tasks off this thread meanwhile); the callback fires only once it is done.
-        let db = &self.db;
         metrics::WAL_WRITE_BYTES.add(rows.iter().map(|(_, raw)| raw.len() as u64).sum());
-        let res = metrics::WAL_FSYNC.time(|| tokio::task::block_in_place(|| db.append(&rows))).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e));
-        match &res {
-            Ok(()) => callback.log_io_completed(Ok(())),
-            Err(e) => callback.log_io_completed(Err(std::io::Error::other(e.to_string()))),
+        self.db.append(&rows).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // The syncer outlives every store handle, so the send fails only during shutdown.
+        if let Err(std::sync::mpsc::SendError(callback)) = self.syncs.send(callback) {
+            callback.log_io_completed(Err(std::io::Error::other("the raft log is shutting down")));
         }
-        res
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -130,5 +138,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let raw = encode(ErrorSubject::Logs, &log_id)?;
         self.db.purge_upto(log_id.index, &raw).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
+    }
+}
+
+/// Fsyncs the log's write-ahead log for every append handed over, one sync for all that are
+/// waiting, then reports each of them in order. Ends when every store handle is gone.
+fn run_syncer(db: &RaftDb, pending: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+    while let Ok(first) = pending.recv() {
+        let mut waiting = vec![first];
+        waiting.extend(pending.try_iter());
+        let synced = metrics::WAL_FSYNC.time(|| db.sync());
+        for callback in waiting {
+            callback.log_io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
+        }
     }
 }

@@ -81,14 +81,19 @@ impl RaftDb {
         Ok(self.db.put_cf(cf(&self.db, CF_RAFT_META), key, value)?)
     }
 
-    /// Appends log entries in one batch and fsyncs it.
+    /// Appends log entries in one batch, readable at once but durable only after `sync`.
     pub fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
         let log = cf(&self.db, CF_RAFT_LOG);
         let mut batch = WriteBatch::default();
         for (index, data) in entries {
             batch.put_cf(log, index.to_be_bytes(), data);
         }
-        Ok(self.db.write_opt(batch, &synced())?)
+        Ok(self.db.write(batch)?)
+    }
+
+    /// Fsyncs every write made so far.
+    pub fn sync(&self) -> Result<()> {
+        Ok(self.db.flush_wal(true)?)
     }
 
     /// Deletes every entry with index >= `from`.
