@@ -12,7 +12,9 @@ use cairn_proto::cairnpb::{
 };
 use cairn_proto::etcdserverpb::{MemberListRequest, MemberListResponse, MemberRemoveRequest, MemberRemoveResponse};
 use cairn_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse};
-use tonic::{Request, Response, Status};
+use futures::Stream;
+use std::pin::Pin;
+use tonic::{Request, Response, Status, Streaming};
 
 #[derive(Clone)]
 pub struct PeerService {
@@ -36,6 +38,25 @@ impl PeerService {
 impl Raft for PeerService {
     async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         self.rpc(RaftRpc::AppendEntries, req).await
+    }
+
+    type AppendStreamStream = Pin<Box<dyn Stream<Item = Result<RaftPayload, Status>> + Send>>;
+
+    /// Serves the requests of one append stream in order, one at a time, as raft requires of
+    /// one leader's replication to this member. The stream ends at the first error.
+    async fn append_stream(&self, req: Request<Streaming<RaftPayload>>) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let state = Some((self.node.clone(), req.into_inner()));
+        let replies = futures::stream::unfold(state, |state| async move {
+            let (node, mut incoming) = state?;
+            let reply = match incoming.message().await {
+                Ok(Some(req)) => node.handle_raft_rpc(RaftRpc::AppendEntries, &req.data).await.map(|data| RaftPayload { data }).map_err(peer_status),
+                Ok(None) => return None,
+                Err(status) => Err(status),
+            };
+            let next = reply.is_ok().then_some((node, incoming));
+            Some((reply, next))
+        });
+        Ok(Response::new(Box::pin(replies)))
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {

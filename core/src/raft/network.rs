@@ -223,13 +223,32 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
-        PeerClient { target, client: self.peers.client(target, node) }
+        PeerClient { target, client: self.peers.client(target, node), appends: None }
     }
 }
 
 pub struct PeerClient {
     target: u64,
     client: Result<RaftClient<Channel>>,
+    /// The open append stream to the target, if any: opened on first use, dropped on any error
+    /// or timeout so that a late reply can never be taken for the next request's.
+    appends: Option<AppendStream>,
+}
+
+struct AppendStream {
+    requests: tokio::sync::mpsc::Sender<RaftPayload>,
+    replies: tonic::Streaming<RaftPayload>,
+    /// False from a request's send until its reply is read. openraft drops a call that times
+    /// out, so a stream found busy has a reply owed to an abandoned request and is not reused.
+    idle: bool,
+}
+
+fn network_error(status: &tonic::Status) -> RPCError<u64, Member, RaftError<u64>> {
+    if is_connect_error(status) {
+        RPCError::Unreachable(Unreachable::new(status))
+    } else {
+        RPCError::Network(NetworkError::new(status))
+    }
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = std::result::Result<T, RPCError<u64, Member, RaftError<u64, E>>>;
@@ -249,7 +268,6 @@ impl PeerClient {
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(option.hard_ttl());
         let reply = match kind {
-            Kind::Append => client.append_entries(request).await,
             Kind::Vote => client.vote(request).await,
             Kind::Snapshot => client.install_snapshot(request).await,
         };
@@ -267,9 +285,51 @@ impl PeerClient {
 }
 
 enum Kind {
-    Append,
     Vote,
     Snapshot,
+}
+
+impl PeerClient {
+    /// Sends one encoded AppendEntries request on the append stream (opening it first if
+    /// needed) and waits for its reply.
+    async fn append_on_stream(&mut self, data: Vec<u8>) -> RpcResult<Vec<u8>> {
+        let request = RaftPayload { data };
+        if self.appends.as_ref().is_some_and(|open| !open.idle) {
+            self.appends = None;
+        }
+        let unsent = match &mut self.appends {
+            Some(open) => {
+                open.idle = false;
+                open.requests.send(request).await.err().map(|tokio::sync::mpsc::error::SendError(request)| request)
+            }
+            None => Some(request),
+        };
+        if unsent.is_some() {
+            // No stream yet, or its peer went away: the request goes out on a new one.
+            self.appends = None;
+        }
+        let request = unsent;
+        if let Some(request) = request {
+            let client = match &mut self.client {
+                Ok(c) => c,
+                Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
+            };
+            let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+            // The first request goes out with the stream's headers, not a round trip later.
+            requests.send(request).await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let replies = client.append_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await.map_err(|s| network_error(&s))?.into_inner();
+            self.appends = Some(AppendStream { requests, replies, idle: false });
+        }
+        let open = self.appends.as_mut().expect("opened above");
+        match open.replies.message().await {
+            Ok(Some(reply)) => {
+                open.idle = true;
+                Ok(reply.data)
+            }
+            Ok(None) => Err(RPCError::Network(NetworkError::new(&std::io::Error::other("the append stream ended")))),
+            Err(status) => Err(network_error(&status)),
+        }
+    }
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -278,7 +338,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> std::result::Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
-        self.call(Kind::Append, &rpc, &option).await
+        let data = bincode::serialize(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let reply = match tokio::time::timeout(option.hard_ttl(), self.append_on_stream(data)).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => {
+                self.appends = None;
+                return Err(e);
+            }
+            Err(elapsed) => {
+                self.appends = None;
+                return Err(RPCError::Network(NetworkError::new(&elapsed)));
+            }
+        };
+        let result: std::result::Result<AppendEntriesResponse<u64>, RaftError<u64>> =
+            bincode::deserialize(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
     async fn install_snapshot(
