@@ -3,6 +3,11 @@ use tracing_subscriber::EnvFilter;
 
 use cairn_gateway::flags::{Command, Flags, RestoreArgs, SnapshotCommand};
 
+/// mimalloc rather than glibc's malloc: a request allocates and frees many small buffers across
+/// threads, where glibc spent about an eighth of the server's CPU (perf, put with 100 clients).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let flags = Flags::parse();

@@ -5,7 +5,9 @@ Starts a 3-member etcd and a 3-member Cairn on free loopback ports, with the sam
 dirs in one temporary directory, fsync on (both servers' default). Every workload runs against
 each cluster's current leader endpoint, in the order etcd, Cairn, etcd, Cairn (two rounds), with
 --server-pids naming that cluster's three processes. The table shows, per workload and server,
-the round with the higher throughput, and that round's p99 latency and server CPU.
+the round with the higher throughput, and that round's p50 and p99 latency and server CPU.
+rss-1m (one round, run last) writes a million distinct keys, then reads each member's resident
+memory.
 
     python3 tests/bench/compare.py --quick            # a smoke run, about a minute
     python3 tests/bench/compare.py --workloads all --markdown results.md
@@ -50,6 +52,9 @@ class Workload:
     args: tuple[str, ...]
     total: int
     quick_total: int
+    rounds: int = ROUNDS
+    # Read every member's resident memory (VmRSS) once the run is done.
+    memory: bool = False
 
 
 # The issue's targets come first and are the default; `--workloads all` adds the rest.
@@ -71,8 +76,12 @@ WORKLOADS = (
              ("lease-keepalive", "--conns", "10", "--clients", "100"), 50_000, 3_000),
     Workload("mixed-100c", "90% linearizable range, 10% put, 100 clients, 1000 keys",
              ("mixed", "--conns", "10", "--clients", "100", "--key-space", "1000"), 50_000, 3_000),
+    # Last: it leaves a million keys behind, which every later workload would read around.
+    Workload("rss-1m", "1,000,000 distinct keys, 100 clients over 10 connections, then each member's RSS",
+             ("put", "--conns", "10", "--clients", "100", "--key-space", "1000000", "--sequential-keys"),
+             1_000_000, 20_000, rounds=1, memory=True),
 )
-DEFAULT_WORKLOADS = ("put-1000c", "put-1c", "range-l-100c", "range-s-100c", "put-100c", "watch-100w")
+DEFAULT_WORKLOADS = ("put-1000c", "put-1c", "range-l-100c", "range-s-100c", "put-100c", "watch-100w", "rss-1m")
 COMMON_ARGS = ("--key-size", "8", "--val-size", "256")
 
 
@@ -260,6 +269,16 @@ def run_bench(bench: str, args: list[str], cluster: Cluster, endpoint: str) -> d
     return report
 
 
+def rss_mib(pid: int) -> float | None:
+    """A process's resident memory in MiB, from /proc/<pid>/status."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            kib = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        return kib / 1024
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
 def failed(message: str) -> dict:
     return {"ops": 0, "ops_per_s": 0.0, "errors": 1, "error_messages": {message: 1},
             "latency_ms": {}, "server_cpu": None}
@@ -275,13 +294,16 @@ def measure(args: argparse.Namespace, bins: dict[str, str], root: str, clusters:
     print(f"ready: etcd leader {leaders['etcd']}, cairn leader {leaders['cairn']}; data in {root}")
     for w in args.selected:
         total = max(1, int((w.quick_total if args.quick else w.total) * args.scale))
-        for round_ in range(1, ROUNDS + 1):
+        for round_ in range(1, w.rounds + 1):
             for kind in SERVERS:
                 cluster = clusters[kind]
                 cluster.check_alive()
                 leaders[kind] = cluster.leader() or leaders[kind]
                 print(f"{w.name} round {round_}: {kind} at {leaders[kind]}, total {total}", flush=True)
                 report = run_bench(bins["cairn-bench"], bench_args(w, total), cluster, leaders[kind])
+                if w.memory:
+                    report["rss_mib"] = [rss_mib(pid) for pid in cluster.pids]
+                    print(f"    resident memory, MiB: {', '.join(f'{m:.0f}' for m in report['rss_mib'] if m)}")
                 runs.append({"workload": w.name, "about": w.about, "args": bench_args(w, total),
                              "server": kind, "round": round_, "report": report})
 
@@ -290,17 +312,18 @@ def best(reports: list[dict]) -> dict:
     return max(reports, key=lambda r: r.get("ops_per_s", 0.0))
 
 
-def cells(report: dict) -> tuple[str, str, str]:
-    """ops/s, p99 ms and CPU ms/op, as table cells."""
+def cells(report: dict) -> tuple[str, str, str, str]:
+    """ops/s, p50 ms, p99 ms and CPU ms/op, as table cells."""
     if not report.get("ops"):
-        return "error", "-", "-"
+        return "error", "-", "-", "-"
     ops = f"{report['ops_per_s']:,.0f}"
     if report.get("errors"):
         ops += f" ({report['errors']} err)"
+    p50 = f"{report['latency_ms']['p50']:.2f}"
     p99 = f"{report['latency_ms']['p99']:.2f}"
     cpu = report.get("server_cpu") or {}
     per_op = cpu.get("ms_per_op")
-    return ops, p99, "-" if per_op is None else f"{per_op:.3f}"
+    return ops, p50, p99, "-" if per_op is None else f"{per_op:.3f}"
 
 
 def ratio(etcd: dict, cairn: dict) -> str:
@@ -309,9 +332,10 @@ def ratio(etcd: dict, cairn: dict) -> str:
     return f"{cairn['ops_per_s'] / etcd['ops_per_s']:.2f}"
 
 
-HEADER = ("workload", "etcd ops/s", "cairn ops/s", "cairn/etcd", "etcd p99 ms", "cairn p99 ms",
-          "etcd CPU ms/op", "cairn CPU ms/op")
+HEADER = ("workload", "etcd ops/s", "cairn ops/s", "cairn/etcd", "etcd p50 ms", "cairn p50 ms", "etcd p99 ms",
+          "cairn p99 ms", "etcd CPU ms/op", "cairn CPU ms/op")
 ROUNDS_HEADER = ("workload", *(f"{kind} round {r}" for kind in SERVERS for r in range(1, ROUNDS + 1)))
+MEMORY_HEADER = ("workload", "etcd RSS MiB per member", "cairn RSS MiB per member", "cairn/etcd (largest member)")
 
 
 def by_workload(runs: list[dict]) -> dict[str, dict[str, list[dict]]]:
@@ -326,14 +350,28 @@ def table_rows(grouped: dict[str, dict[str, list[dict]]]) -> list[tuple[str, ...
     rows = []
     for name, reports in grouped.items():
         e, c = best(reports["etcd"]), best(reports["cairn"])
-        (e_ops, e_p99, e_cpu), (c_ops, c_p99, c_cpu) = cells(e), cells(c)
-        rows.append((name, e_ops, c_ops, ratio(e, c), e_p99, c_p99, e_cpu, c_cpu))
+        (e_ops, e_p50, e_p99, e_cpu), (c_ops, c_p50, c_p99, c_cpu) = cells(e), cells(c)
+        rows.append((name, e_ops, c_ops, ratio(e, c), e_p50, c_p50, e_p99, c_p99, e_cpu, c_cpu))
+    return rows
+
+
+def memory_rows(grouped: dict[str, dict[str, list[dict]]]) -> list[tuple[str, ...]]:
+    rows = []
+    for name, reports in grouped.items():
+        rss = {kind: [m for m in (reports[kind][-1].get("rss_mib") or []) if m] for kind in SERVERS if reports[kind]}
+        if not any(rss.values()):
+            continue
+        per_member = {kind: ", ".join(f"{m:,.0f}" for m in rss.get(kind, [])) or "-" for kind in SERVERS}
+        both = rss.get("etcd") and rss.get("cairn")
+        rows.append((name, per_member["etcd"], per_member["cairn"],
+                     f"{max(rss['cairn']) / max(rss['etcd']):.2f}" if both else "-"))
     return rows
 
 
 def rounds_rows(grouped: dict[str, dict[str, list[dict]]]) -> list[tuple[str, ...]]:
     return [(name, *(f"{r['ops_per_s']:,.0f}" if r.get("ops") else "error"
-                     for kind in SERVERS for r in reports[kind]))
+                     for kind in SERVERS for r in reports[kind]),
+             *["-"] * (2 * ROUNDS - sum(len(reports[kind]) for kind in SERVERS)))
             for name, reports in grouped.items()]
 
 
@@ -365,6 +403,12 @@ def markdown(runs: list[dict], meta: dict) -> str:
         "from that round. CPU is the three server processes' utime + stime per completed operation (watch: "
         "per event delivered). cairn/etcd is the ratio of ops/s.",
         "",
+    ]
+    memory = memory_rows(grouped)
+    if memory:
+        out += ["Resident memory (VmRSS) of each member right after the run, one round:", "",
+                *markdown_table(MEMORY_HEADER, memory), ""]
+    out += [
         "Every round, ops/s:",
         "",
         *markdown_table(ROUNDS_HEADER, rounds_rows(grouped)),
@@ -415,7 +459,8 @@ def parse_args() -> argparse.Namespace:
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         p.error(f"unknown workloads {unknown}; choose from {', '.join(known)} or 'all'")
-    args.selected = [known[n] for n in names]
+    # In the table's order, so that rss-1m (which leaves a million keys behind) runs last.
+    args.selected = [w for w in WORKLOADS if w.name in names]
     return args
 
 
@@ -428,6 +473,10 @@ def show(runs: list[dict], meta: dict, markdown_file: str | None) -> None:
     grouped = by_workload(runs)
     print()
     print(plain_table(HEADER, table_rows(grouped)))
+    memory = memory_rows(grouped)
+    if memory:
+        print()
+        print(plain_table(MEMORY_HEADER, memory))
     text = markdown(runs, meta)
     print()
     print(text)

@@ -21,6 +21,9 @@ use crate::storage::names::{META_LAST_APPLIED, META_MEMBERSHIP};
 use crate::storage::{StateDb, Table};
 use crate::watch::Hub;
 
+/// Batches of at most this many commands are applied without `block_in_place`.
+const APPLY_IN_PLACE_COMMANDS: usize = 32;
+
 const SNAPSHOT_FILE: &str = "current.snap";
 const SNAPSHOT_META: &str = "current.meta";
 /// A snapshot being received from the leader (one at a time).
@@ -133,7 +136,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         };
         let mvcc = self.mvcc.clone();
-        let (results, effects) = tokio::task::block_in_place(move || {
+        let commands: usize = entries.iter().map(|e| if let EntryPayload::Normal(p) = &e.payload { p.0.commands.len() } else { 1 }).sum();
+        let run = move || {
             mvcc.apply(|applier| -> Result<Vec<Applied>, Error> {
                 let mut out = Vec::with_capacity(entries.len());
                 let mut membership = None;
@@ -153,7 +157,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 Ok(out)
             })
-        })
+        };
+        // A few commands apply in tens of microseconds, less than handing this worker's other
+        // tasks to another thread would cost; a large batch runs with the worker handed off.
+        let applied = if commands <= APPLY_IN_PLACE_COMMANDS { run() } else { tokio::task::block_in_place(run) };
+        let (results, effects) = applied
         .and_then(|(r, effects)| Ok((r?, effects)))
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.lessor.applied(&effects.leases);
