@@ -125,7 +125,7 @@ impl Shared {
     fn propose_here(&self, commands: Vec<Command>) {
         let raft = self.raft.clone();
         tokio::spawn(async move {
-            if let Err(e) = raft.client_write(Proposal(CommandBatch { commands })).await {
+            if let Err(e) = raft.client_write(Proposal(Arc::new(CommandBatch { commands, ..Default::default() }))).await {
                 tracing::debug!("lessor proposal not committed: {e}");
             }
         });

@@ -105,7 +105,7 @@ impl Shared {
 
     async fn set_intent(&self, id: u64, pending: bool) -> Result<()> {
         let cmd = Command { op: Some(command::Op::VoterIntent(VoterIntent { id, pending })) };
-        self.write_local(CommandBatch { commands: vec![cmd] }).await.map(drop)
+        self.write_local(Arc::new(CommandBatch { commands: vec![cmd], ..Default::default() })).await.map(drop)
     }
 
     /// A membership change, on this member, which must lead.

@@ -27,6 +27,7 @@ use crate::member::{self, Identity};
 use crate::mvcc::Mvcc;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{Network, Peers};
+use crate::raft::replies::{self, Replies};
 pub use crate::raft::network::{error_status, RaftRpc, MAX_PEER_MESSAGE, NOT_LEADER_MESSAGE};
 use crate::raft::state_machine::{applied_state, StateMachine};
 use crate::raft::types::Proposal;
@@ -148,6 +149,7 @@ struct Shared {
     lessor: Arc<Lessor>,
     peers: Arc<Peers>,
     applied: watch::Receiver<u64>,
+    replies: Arc<Replies>,
     reads: mpsc::Sender<ReadWaiter>,
     timeout: Duration,
     /// `--initial-cluster-token`, hashed into the IDs of added members.
@@ -267,7 +269,8 @@ impl Node {
         let lessor = Arc::new(Lessor::new(mvcc.leases()?, config.lease_checkpoint_interval));
         let (applied_tx, applied_rx) = watch::channel(applied_index);
         let peers = Arc::new(Peers::new(config.peer_tls.clone()));
-        let sm = StateMachine::new(mvcc.clone(), hub.clone(), lessor.clone(), layout.clone(), applied_tx);
+        let replies = Arc::new(Replies::new(identity.member_id));
+        let sm = StateMachine::new(mvcc.clone(), hub.clone(), lessor.clone(), layout.clone(), applied_tx, replies.clone());
         let raft = Raft::new(identity.member_id, Arc::new(raft_config(&config)?), Network { peers: peers.clone() }, LogStore::new(raft_db), sm)
             .await
             .map_err(|e| Error::Internal(format!("raft start: {e}")))?;
@@ -290,6 +293,7 @@ impl Node {
             lessor,
             peers,
             applied: applied_rx,
+            replies,
             reads,
             timeout: config.request_timeout,
             token: config.cluster_token.clone(),
@@ -567,7 +571,7 @@ impl Node {
 
     /// The leader side of a forwarded proposal.
     pub async fn handle_propose(&self, batch: CommandBatch) -> Result<ProposeResponse> {
-        let (results, log_index) = self.shared.write_local(batch).await?;
+        let (results, log_index) = self.shared.write_local(Arc::new(batch)).await?;
         Ok(ProposeResponse { results, log_index })
     }
 
@@ -673,7 +677,7 @@ impl Shared {
     }
 
     /// Proposes on this member, which must be the leader.
-    async fn write_local(&self, batch: CommandBatch) -> Result<(Vec<CommandResult>, u64)> {
+    async fn write_local(&self, batch: Arc<CommandBatch>) -> Result<(Vec<CommandResult>, u64)> {
         match self.raft.client_write(Proposal(batch)).await {
             Ok(resp) => Ok((resp.data.0, resp.log_id.index)),
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(Error::NotLeader),
@@ -683,7 +687,7 @@ impl Shared {
     }
 
     /// Commits a batch through whichever member leads, retrying only where nothing was proposed.
-    async fn commit(&self, batch: CommandBatch) -> Result<Vec<CommandResult>> {
+    async fn commit(&self, batch: &Arc<CommandBatch>) -> Result<Vec<CommandResult>> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let (leader, member) = self.wait_leader(deadline).await?;
@@ -691,7 +695,7 @@ impl Shared {
                 self.write_local(batch.clone()).await.map(|(results, _)| results)
             } else {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                match self.peers.propose(leader, &member, batch.clone(), remaining).await {
+                match self.peers.propose(leader, &member, CommandBatch::clone(batch), remaining).await {
                     Ok(resp) => {
                         // Read-your-writes on this member: answer once it has applied the entry.
                         self.wait_applied(resp.log_index, deadline).await?;
@@ -762,20 +766,16 @@ async fn run_proposer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
         }
         let shared = shared.clone();
         tokio::spawn(async move {
-            let (commands, replies): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
-            let outcome = shared.commit(CommandBatch { commands }).await;
+            let (commands, waiting): (Vec<Command>, Vec<_>) = batch.into_iter().map(|p| (p.cmd, p.reply)).unzip();
+            let batch = shared.replies.register(commands, waiting);
+            let outcome = shared.commit(&batch).await;
             drop(permit);
+            // Normally the apply has answered already; what is left is an error, or a batch this
+            // member did not apply itself (it installed a snapshot past it).
+            let Some(waiting) = shared.replies.take(&batch) else { return };
             match outcome {
-                Ok(results) if results.len() == replies.len() => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(Ok(result));
-                    }
-                }
-                Ok(results) => {
-                    let e = Error::Internal(format!("{} results for {} commands", results.len(), replies.len()));
-                    replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
-                }
-                Err(e) => replies.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
+                Ok(results) => replies::answer(waiting, results),
+                Err(e) => waiting.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
             }
         });
     }

@@ -11,9 +11,11 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder};
 use tokio::io::AsyncSeekExt;
 use tokio::sync::watch;
 
+use super::replies::{self, Replies};
 use super::snapshot;
 use super::types::{Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 use crate::error::Error;
+use cairn_proto::cairnpb::CommandBatch;
 use crate::lease::Lessor;
 use crate::mvcc::Mvcc;
 use crate::storage::layout::Layout;
@@ -33,6 +35,11 @@ fn bin<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Error> {
     bincode::serialize(v).map_err(|e| Error::Storage(e.to_string()))
 }
 
+/// A batch's proposer fields without its commands (which the apply still needs).
+fn header_of(batch: &CommandBatch) -> CommandBatch {
+    CommandBatch { commands: Vec::new(), origin: batch.origin, incarnation: batch.incarnation, seq: batch.seq }
+}
+
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     StorageError::from_io_error(ErrorSubject::StateMachine, verb, std::io::Error::other(e.to_string()))
 }
@@ -48,6 +55,7 @@ pub struct StateMachine {
     layout: Layout,
     applied: watch::Sender<u64>,
     snapshot_seq: Arc<AtomicU64>,
+    replies: Arc<Replies>,
 }
 
 /// The applied position recorded in the state database.
@@ -65,8 +73,8 @@ pub fn applied_state(db: &StateDb) -> Result<(Option<LogId>, StoredMembership), 
 }
 
 impl StateMachine {
-    pub fn new(mvcc: Arc<Mvcc>, hub: Arc<Hub>, lessor: Arc<Lessor>, layout: Layout, applied: watch::Sender<u64>) -> Self {
-        StateMachine { mvcc, hub, lessor, layout, applied, snapshot_seq: Arc::new(AtomicU64::new(0)) }
+    pub fn new(mvcc: Arc<Mvcc>, hub: Arc<Hub>, lessor: Arc<Lessor>, layout: Layout, applied: watch::Sender<u64>, replies: Arc<Replies>) -> Self {
+        StateMachine { mvcc, hub, lessor, layout, applied, snapshot_seq: Arc::new(AtomicU64::new(0)), replies }
     }
 
     fn snapshot_paths(&self) -> (PathBuf, PathBuf) {
@@ -136,6 +144,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         };
         let mvcc = self.mvcc.clone();
+        let batches: Vec<Option<CommandBatch>> = entries.iter().map(|e| if let EntryPayload::Normal(p) = &e.payload { Some(header_of(&p.0)) } else { None }).collect();
         let commands: usize = entries.iter().map(|e| if let EntryPayload::Normal(p) = &e.payload { p.0.commands.len() } else { 1 }).sum();
         let run = move || {
             mvcc.apply(|applier| -> Result<Vec<Applied>, Error> {
@@ -161,10 +170,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // A few commands apply in tens of microseconds, less than handing this worker's other
         // tasks to another thread would cost; a large batch runs with the worker handed off.
         let applied = if commands <= APPLY_IN_PLACE_COMMANDS { run() } else { tokio::task::block_in_place(run) };
-        let (results, effects) = applied
+        let (mut results, effects) = applied
         .and_then(|(r, effects)| Ok((r?, effects)))
         .map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.lessor.applied(&effects.leases);
+        // This member's own clients first (the lessor already knows a lease they were granted),
+        // then the watchers. openraft's reply for an answered batch carries no results.
+        for (batch, applied) in batches.iter().zip(results.iter_mut()) {
+            if let Some(waiting) = batch.as_ref().and_then(|b| self.replies.take(b)) {
+                replies::answer(waiting, std::mem::take(&mut applied.0));
+            }
+        }
         self.hub.notify(&effects.events, effects.revision);
         self.applied.send_replace(last.index);
         Ok(results)

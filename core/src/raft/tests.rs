@@ -33,7 +33,7 @@ fn open_member(root: &Path) -> crate::Result<(LogStore, StateMachine, Arc<Mvcc>)
     let mvcc = Arc::new(Mvcc::new(StateDb::open(&layout.state_dir()?)?)?);
     let hub = crate::watch::Hub::new(mvcc.clone(), 1 << 20);
     let lessor = Arc::new(crate::lease::Lessor::new(mvcc.leases()?, crate::lease::DEFAULT_CHECKPOINT_INTERVAL));
-    let sm = StateMachine::new(mvcc.clone(), hub, lessor, layout, tokio::sync::watch::channel(0).0);
+    let sm = StateMachine::new(mvcc.clone(), hub, lessor, layout, tokio::sync::watch::channel(0).0, Arc::new(crate::raft::replies::Replies::new(1)));
     Ok((log, sm, mvcc))
 }
 
@@ -70,7 +70,7 @@ fn grant(id: i64) -> Command {
 }
 
 fn normal(index: u64, commands: Vec<Command>) -> Entry {
-    Entry { log_id: log_id(1, 1, index), payload: EntryPayload::Normal(Proposal(CommandBatch { commands })) }
+    Entry { log_id: log_id(1, 1, index), payload: EntryPayload::Normal(Proposal(Arc::new(CommandBatch { commands, ..Default::default() }))) }
 }
 
 fn membership(index: u64) -> Entry {

@@ -32,9 +32,10 @@ pub struct Member {
 }
 
 /// The payload of a normal log entry: etcd's own request messages, protobuf-encoded on disk and
-/// on the wire (the proto types are the domain model).
+/// on the wire (the proto types are the domain model). Shared, so that handing an entry around
+/// (a retry, openraft's own clones) never copies its commands.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Proposal(pub CommandBatch);
+pub struct Proposal(pub std::sync::Arc<CommandBatch>);
 
 /// What applying one entry returned: one result per command of the batch.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -51,13 +52,13 @@ fn de_proto<'de, M: Message + Default, D: Deserializer<'de>>(d: D) -> Result<M, 
 
 impl Serialize for Proposal {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        ser_proto(&self.0, s)
+        ser_proto(self.0.as_ref(), s)
     }
 }
 
 impl<'de> Deserialize<'de> for Proposal {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        de_proto(d).map(Proposal)
+        de_proto(d).map(|batch| Proposal(std::sync::Arc::new(batch)))
     }
 }
 
@@ -114,7 +115,7 @@ mod tests {
     #[test]
     fn proposals_round_trip_through_bincode_and_json() {
         let put = PutRequest { key: b"k".to_vec(), value: b"v".to_vec(), ..Default::default() };
-        let p = Proposal(CommandBatch { commands: vec![Command { op: Some(command::Op::Put(put)) }] });
+        let p = Proposal(std::sync::Arc::new(CommandBatch { commands: vec![Command { op: Some(command::Op::Put(put)) }], ..Default::default() }));
         let bin = bincode::serialize(&p).expect("encode");
         assert_eq!(bincode::deserialize::<Proposal>(&bin).expect("decode"), p);
         let json = serde_json::to_string(&p).expect("encode");
