@@ -2,6 +2,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod coalesce;
 pub mod coord;
 pub mod election;
 pub mod error;

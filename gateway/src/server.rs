@@ -26,6 +26,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::browser::BrowserService;
 use crate::cluster::ClusterService;
+use crate::coalesce::Coalesce;
 use crate::election::ElectionService;
 use crate::flags::{parse_url, Flags};
 use crate::http::{client_router, GrpcService, HttpState};
@@ -137,9 +138,10 @@ fn serve_http(
             let (acceptor, router, builder, watcher) = (tls.clone(), router.clone(), builder.clone(), graceful.watcher());
             tokio::spawn(async move {
                 let served = match acceptor {
-                    None => serve_connection(&builder, TokioIo::new(tcp), router, watcher).await,
+                    None => serve_connection(&builder, TokioIo::new(Coalesce::new(tcp)), router, watcher).await,
                     Some(acceptor) => match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_connection(&builder, TokioIo::new(stream), router, watcher).await,
+                        // Coalesced above TLS: fewer, fuller records as well as fewer writes.
+                        Ok(Ok(stream)) => serve_connection(&builder, TokioIo::new(Coalesce::new(stream)), router, watcher).await,
                         Ok(Err(e)) => return tracing::info!("{what}: TLS handshake with {peer} failed: {e}"),
                         Err(_) => return tracing::info!("{what}: TLS handshake with {peer} timed out"),
                     },

@@ -31,7 +31,13 @@ pub struct Peers {
     channels: Mutex<HashMap<u64, (String, Channel)>>,
     /// Client TLS for `https://` peer URLs (the `--peer-*` flags).
     tls: Option<PeerTls>,
+    /// Open append streams with no request in flight, by member. openraft makes a new client
+    /// for every leadership check; the pool lets those heartbeats reuse streams too.
+    idle_appends: Mutex<HashMap<u64, Vec<AppendStream>>>,
 }
+
+/// Idle append streams kept per member (one per replication, plus a few for leadership checks).
+const IDLE_APPENDS_PER_MEMBER: usize = 4;
 
 /// How this member connects to `https://` peer URLs.
 pub type PeerTls = std::sync::Arc<tokio_rustls::rustls::ClientConfig>;
@@ -81,7 +87,24 @@ impl tower::Service<http::Uri> for TlsConnector {
 
 impl Peers {
     pub fn new(tls: Option<PeerTls>) -> Peers {
-        Peers { channels: Mutex::default(), tls }
+        Peers { channels: Mutex::default(), tls, idle_appends: Mutex::default() }
+    }
+
+    /// An idle append stream to member `id` over `url`, if one is open.
+    fn take_append_stream(&self, id: u64, url: &str) -> Option<AppendStream> {
+        let mut idle = self.idle_appends.lock().expect("the peers lock is never poisoned");
+        let streams = idle.get_mut(&id)?;
+        streams.retain(|s| s.url == url);
+        streams.pop()
+    }
+
+    /// Returns a stream whose last request was answered, for the next call to reuse.
+    fn put_append_stream(&self, id: u64, stream: AppendStream) {
+        let mut idle = self.idle_appends.lock().expect("the peers lock is never poisoned");
+        let streams = idle.entry(id).or_default();
+        if streams.len() < IDLE_APPENDS_PER_MEMBER {
+            streams.push(stream);
+        }
     }
 
     pub fn client(&self, id: u64, member: &Member) -> Result<RaftClient<Channel>> {
@@ -223,24 +246,25 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
-        PeerClient { target, client: self.peers.client(target, node), appends: None }
+        let url = node.peer_urls.first().cloned().unwrap_or_default();
+        PeerClient { target, url, client: self.peers.client(target, node), peers: self.peers.clone() }
     }
 }
 
 pub struct PeerClient {
     target: u64,
+    url: String,
     client: Result<RaftClient<Channel>>,
-    /// The open append stream to the target, if any: opened on first use, dropped on any error
-    /// or timeout so that a late reply can never be taken for the next request's.
-    appends: Option<AppendStream>,
+    peers: std::sync::Arc<Peers>,
 }
 
+/// A long-lived AppendStream call. It is owned by the call using it and goes back to the pool
+/// only once its reply is read, so a call openraft abandons (it times calls out itself) takes
+/// its stream down with it, and a late reply is never read as another request's.
 struct AppendStream {
+    url: String,
     requests: tokio::sync::mpsc::Sender<RaftPayload>,
     replies: tonic::Streaming<RaftPayload>,
-    /// False from a request's send until its reply is read. openraft drops a call that times
-    /// out, so a stream found busy has a reply owed to an abandoned request and is not reused.
-    idle: bool,
 }
 
 fn network_error(status: &tonic::Status) -> RPCError<u64, Member, RaftError<u64>> {
@@ -290,40 +314,35 @@ enum Kind {
 }
 
 impl PeerClient {
-    /// Sends one encoded AppendEntries request on the append stream (opening it first if
-    /// needed) and waits for its reply.
+    /// Sends one encoded AppendEntries request on an append stream (an idle one, else a new
+    /// one) and waits for its reply.
     async fn append_on_stream(&mut self, data: Vec<u8>) -> RpcResult<Vec<u8>> {
-        let request = RaftPayload { data };
-        if self.appends.as_ref().is_some_and(|open| !open.idle) {
-            self.appends = None;
-        }
-        let unsent = match &mut self.appends {
-            Some(open) => {
-                open.idle = false;
-                open.requests.send(request).await.err().map(|tokio::sync::mpsc::error::SendError(request)| request)
+        let mut request = RaftPayload { data };
+        let reused = loop {
+            let Some(idle) = self.peers.take_append_stream(self.target, &self.url) else { break Err(request) };
+            match idle.requests.send(request).await {
+                Ok(()) => break Ok(idle),
+                // The stream ended (its peer went away): try the next, or a new one.
+                Err(tokio::sync::mpsc::error::SendError(unsent)) => request = unsent,
             }
-            None => Some(request),
         };
-        if unsent.is_some() {
-            // No stream yet, or its peer went away: the request goes out on a new one.
-            self.appends = None;
-        }
-        let request = unsent;
-        if let Some(request) = request {
-            let client = match &mut self.client {
-                Ok(c) => c,
-                Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
-            };
-            let (requests, outgoing) = tokio::sync::mpsc::channel(1);
-            // The first request goes out with the stream's headers, not a round trip later.
-            requests.send(request).await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-            let replies = client.append_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await.map_err(|s| network_error(&s))?.into_inner();
-            self.appends = Some(AppendStream { requests, replies, idle: false });
-        }
-        let open = self.appends.as_mut().expect("opened above");
-        match open.replies.message().await {
+        let mut stream = match reused {
+            Ok(stream) => stream,
+            Err(request) => {
+                let client = match &mut self.client {
+                    Ok(c) => c,
+                    Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
+                };
+                let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+                // The first request goes out with the stream's headers, not a round trip later.
+                requests.send(request).await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+                let replies = client.append_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await.map_err(|s| network_error(&s))?.into_inner();
+                AppendStream { url: self.url.clone(), requests, replies }
+            }
+        };
+        match stream.replies.message().await {
             Ok(Some(reply)) => {
-                open.idle = true;
+                self.peers.put_append_stream(self.target, stream);
                 Ok(reply.data)
             }
             Ok(None) => Err(RPCError::Network(NetworkError::new(&std::io::Error::other("the append stream ended")))),
@@ -340,15 +359,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     ) -> std::result::Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
         let data = bincode::serialize(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = match tokio::time::timeout(option.hard_ttl(), self.append_on_stream(data)).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => {
-                self.appends = None;
-                return Err(e);
-            }
-            Err(elapsed) => {
-                self.appends = None;
-                return Err(RPCError::Network(NetworkError::new(&elapsed)));
-            }
+            Ok(reply) => reply?,
+            Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
         };
         let result: std::result::Result<AppendEntriesResponse<u64>, RaftError<u64>> =
             bincode::deserialize(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
