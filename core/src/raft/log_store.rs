@@ -4,6 +4,9 @@
 //! An append is written at once, unsynced, so its entries are readable (and replicable) before
 //! they are durable; a syncer thread then fsyncs the write-ahead log and only then reports the
 //! append flushed. Appends that arrive while a sync runs share the next one (group commit).
+//!
+//! The newest entries also stay in memory, as appended (`LogCache`): replicating them to the
+//! followers and applying them read them from there instead of decoding them back from RocksDB.
 
 // openraft's trait fixes the error type (StorageError, over 200 bytes); boxing it is not ours
 // to choose.
@@ -11,7 +14,8 @@
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, Vote};
@@ -25,7 +29,92 @@ use crate::storage::RaftDb;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<RaftDb>,
-    syncs: std::sync::mpsc::Sender<LogFlushed<TypeConfig>>,
+    syncer: Arc<Syncer>,
+    cache: Arc<Mutex<LogCache>>,
+}
+
+/// The syncer thread and the way to it. Dropped with the last store handle: the thread is
+/// stopped and joined then, so the database is closed by the time the store is gone (a member
+/// reopening its data dir in the same process finds it unlocked).
+struct Syncer {
+    pending: Option<std::sync::mpsc::Sender<LogFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.pending.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// At most this many bytes (encoded) of the newest entries are kept in memory.
+const CACHE_BYTES: usize = 32 << 20;
+
+/// The newest log entries, with consecutive indexes ending at the log's last entry (or none):
+/// every change to the log's tail (append, truncate, purge) is made here too.
+#[derive(Default)]
+struct LogCache {
+    entries: VecDeque<(Entry, usize)>,
+    bytes: usize,
+}
+
+impl LogCache {
+    fn first(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn next(&self) -> Option<u64> {
+        self.entries.back().map(|(e, _)| e.log_id.index + 1)
+    }
+
+    fn append(&mut self, entries: Vec<(Entry, usize)>) {
+        let Some((first, _)) = entries.first() else { return };
+        if self.next().is_some_and(|next| next != first.log_id.index) {
+            // Not a continuation of what is cached (cannot happen after truncate): start over.
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        for (entry, size) in entries {
+            self.bytes += size;
+            self.entries.push_back((entry, size));
+        }
+        while self.bytes > CACHE_BYTES {
+            let Some((_, size)) = self.entries.pop_front() else { break };
+            self.bytes -= size;
+        }
+    }
+
+    /// Drops the entries with index >= `from`.
+    fn truncate(&mut self, from: u64) {
+        while self.entries.back().is_some_and(|(e, _)| e.log_id.index >= from) {
+            let (_, size) = self.entries.pop_back().expect("checked above");
+            self.bytes -= size;
+        }
+    }
+
+    /// Drops the entries with index <= `upto`.
+    fn purge(&mut self, upto: u64) {
+        while self.entries.front().is_some_and(|(e, _)| e.log_id.index <= upto) {
+            let (_, size) = self.entries.pop_front().expect("checked above");
+            self.bytes -= size;
+        }
+    }
+
+    /// The entries `[start, end)` if all of them are cached (`end` past the last entry means
+    /// up to the last entry, as in the database).
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let (first, next) = (self.first()?, self.next()?);
+        if start < first {
+            return None;
+        }
+        let end = end.min(next);
+        let from = usize::try_from(start - first).ok()?;
+        let to = usize::try_from(end.saturating_sub(first)).ok()?;
+        Some(self.entries.range(from.min(to)..to).map(|(e, _)| e.clone()).collect())
+    }
 }
 
 fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
@@ -42,13 +131,18 @@ fn encode<T: serde::Serialize>(subject: ErrorSubject<u64>, v: &T) -> Result<Vec<
 
 impl LogStore {
     pub fn new(db: Arc<RaftDb>) -> Self {
-        let (syncs, pending) = std::sync::mpsc::channel();
+        let (tx, pending) = std::sync::mpsc::channel();
         let syncer_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft-log-sync".into())
             .spawn(move || run_syncer(&syncer_db, &pending))
             .expect("a thread can be started at boot");
-        LogStore { db, syncs }
+        let syncer = Arc::new(Syncer { pending: Some(tx), thread: Some(thread) });
+        LogStore { db, syncer, cache: Arc::default() }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, LogCache> {
+        self.cache.lock().expect("the log cache lock is never poisoned: nothing panics under it")
     }
 
     fn meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
@@ -69,6 +163,9 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(e) => *e,
             Bound::Unbounded => u64::MAX,
         };
+        if let Some(cached) = self.cache().get(start, end) {
+            return Ok(cached);
+        }
         let rows = self.db.entries(start, end).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         rows.iter().map(|(_, raw)| decode(ErrorSubject::Logs, raw)).collect()
     }
@@ -118,25 +215,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        let entries: Vec<Entry> = entries.into_iter().collect();
         let rows = entries
-            .into_iter()
-            .map(|e| Ok((e.log_id.index, encode(ErrorSubject::Logs, &e)?)))
+            .iter()
+            .map(|e| Ok((e.log_id.index, encode(ErrorSubject::Logs, e)?)))
             .collect::<Result<Vec<_>, StorageError>>()?;
         metrics::WAL_WRITE_BYTES.add(rows.iter().map(|(_, raw)| raw.len() as u64).sum());
+        // The cache changes under its lock together with the database, so a reader never sees
+        // one without the other.
+        let mut cache = self.cache();
         self.db.append(&rows).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
-        // The syncer outlives every store handle, so the send fails only during shutdown.
-        if let Err(std::sync::mpsc::SendError(callback)) = self.syncs.send(callback) {
+        cache.append(entries.into_iter().zip(rows.iter().map(|(_, raw)| raw.len())).collect());
+        drop(cache);
+        // The syncer thread outlives every store handle, so the send fails only if it died.
+        if let Some(Err(std::sync::mpsc::SendError(callback))) = self.syncer.pending.as_ref().map(|p| p.send(callback)) {
             callback.log_io_completed(Err(std::io::Error::other("the raft log is shutting down")));
         }
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut cache = self.cache();
+        cache.truncate(log_id.index);
         self.db.truncate_from(log_id.index).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         let raw = encode(ErrorSubject::Logs, &log_id)?;
+        let mut cache = self.cache();
+        cache.purge(log_id.index);
         self.db.purge_upto(log_id.index, &raw).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, e))
     }
 }
@@ -151,5 +258,51 @@ fn run_syncer(db: &RaftDb, pending: &std::sync::mpsc::Receiver<LogFlushed<TypeCo
         for callback in waiting {
             callback.log_io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::Proposal;
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn entry(index: u64) -> (Entry, usize) {
+        let log_id = LogId::new(CommittedLeaderId::new(1, 1), index);
+        (Entry { log_id, payload: EntryPayload::Normal(Proposal::default()) }, 1 << 20)
+    }
+
+    fn indexes(got: Option<Vec<Entry>>) -> Option<Vec<u64>> {
+        got.map(|v| v.iter().map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn the_cache_follows_the_log_tail() {
+        let mut cache = LogCache::default();
+        assert_eq!(indexes(cache.get(0, u64::MAX)), None);
+        cache.append((5..10).map(entry).collect());
+        assert_eq!(indexes(cache.get(6, 8)), Some(vec![6, 7]));
+        assert_eq!(indexes(cache.get(8, u64::MAX)), Some(vec![8, 9]));
+        assert_eq!(indexes(cache.get(4, 8)), None, "older entries come from the database");
+        assert_eq!(indexes(cache.get(12, 20)), Some(vec![]), "past the end, like the database");
+        cache.truncate(8);
+        assert_eq!(indexes(cache.get(5, u64::MAX)), Some(vec![5, 6, 7]));
+        cache.append((8..9).map(entry).collect());
+        cache.purge(6);
+        assert_eq!(indexes(cache.get(7, u64::MAX)), Some(vec![7, 8]));
+        assert_eq!(cache.bytes, 2 << 20);
+        // A gap (never made by openraft) empties the cache rather than leaving a hole.
+        cache.append((20..21).map(entry).collect());
+        assert_eq!(indexes(cache.get(7, u64::MAX)), None);
+        assert_eq!(indexes(cache.get(20, u64::MAX)), Some(vec![20]));
+    }
+
+    #[test]
+    fn the_cache_keeps_its_byte_budget() {
+        let mut cache = LogCache::default();
+        cache.append((1..=40).map(entry).collect());
+        assert!(cache.bytes <= CACHE_BYTES);
+        assert_eq!(cache.next(), Some(41));
+        assert_eq!(cache.first(), Some(41 - (CACHE_BYTES >> 20) as u64));
     }
 }
