@@ -24,6 +24,13 @@ pub use grpc::{assert_grpc_error, grpc_code, grpc_message, grpc_status};
 pub use suite::{run_checks, Check, CheckContext, CheckFuture};
 pub use wait::wait_until;
 
+/// The `tests` package directory, as cargo names it when it runs the tests. Read at run time:
+/// a test binary built from a clone elsewhere that shares the target directory (CI's cache)
+/// can count as fresh, and would carry that clone's path if it were compiled in.
+pub fn package_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
 /// Starts a cluster (or skips, see [`cluster_or_skip`]) and hands it to `scenario`.
 pub async fn run_scenario<F, Fut>(backend: Backend, size: usize, scenario: F)
 where

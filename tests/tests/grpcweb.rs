@@ -37,7 +37,7 @@ const FUTURE_REV: &str = "etcdserver: mvcc: required revision is a future revisi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_web_suite() {
     let node = node_binary();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("grpcweb");
+    let dir = cairn_tests::package_dir().join("grpcweb");
     install_packages(&dir).await;
     let mut generate = Command::new(&node);
     generate.arg("generate.mjs").current_dir(&dir).kill_on_drop(true);

@@ -1,7 +1,6 @@
 //! Python's etcd3gw (`pip install etcd3gw`) through `tests/python/etcd3gw_client.py`: KV,
 //! prefixes, a prefix watch, a lease's grant, keep-alive and revocation, and a lock.
 
-use std::path::Path;
 use std::time::Duration;
 
 use cairn_tests::Cluster;
@@ -14,7 +13,7 @@ pub async fn etcd3gw_client(cluster: Cluster) {
     // Not a skip: .ci/run installs etcd3gw, and a missing client must not pass unnoticed.
     let probe = Command::new("python3").args(["-c", "import etcd3gw"]).kill_on_drop(true).output().await;
     assert!(probe.is_ok_and(|out| out.status.success()), "python3 cannot import etcd3gw: run `python3 -m pip install etcd3gw==2.7.0`");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/etcd3gw_client.py");
+    let script = cairn_tests::package_dir().join("python/etcd3gw_client.py");
     let run = Command::new("python3").arg(&script).arg(cluster.endpoint(0)).kill_on_drop(true).output();
     let output = tokio::time::timeout(SCRIPT_TIMEOUT, run)
         .await
