@@ -369,10 +369,10 @@ def memory_rows(grouped: dict[str, dict[str, list[dict]]]) -> list[tuple[str, ..
 
 
 def rounds_rows(grouped: dict[str, dict[str, list[dict]]]) -> list[tuple[str, ...]]:
-    return [(name, *(f"{r['ops_per_s']:,.0f}" if r.get("ops") else "error"
-                     for kind in SERVERS for r in reports[kind]),
-             *["-"] * (2 * ROUNDS - sum(len(reports[kind]) for kind in SERVERS)))
-            for name, reports in grouped.items()]
+    def cells(runs: list[dict]) -> list[str]:
+        shown = [f"{r['ops_per_s']:,.0f}" if r.get("ops") else "error" for r in runs]
+        return shown + ["-"] * (ROUNDS - len(shown))
+    return [(name, *(c for kind in SERVERS for c in cells(reports[kind]))) for name, reports in grouped.items()]
 
 
 def plain_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -399,8 +399,8 @@ def markdown(runs: list[dict], meta: dict) -> str:
         out += [f"- {name}, {server}: {n} × `{message}`" for (name, server, message), n in errors.items()]
     out += [
         "",
-        "Each cell is the better (higher ops/s) of two rounds run etcd, Cairn, etcd, Cairn; p99 and CPU come "
-        "from that round. CPU is the three server processes' utime + stime per completed operation (watch: "
+        "Each cell is the better (higher ops/s) of two rounds run etcd, Cairn, etcd, Cairn (rss-1m: one round); "
+        "p50, p99 and CPU come from that round. CPU is the three server processes' utime + stime per completed operation (watch: "
         "per event delivered). cairn/etcd is the ratio of ops/s.",
         "",
     ]
