@@ -247,7 +247,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: u64, node: &Member) -> Self::Network {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
-        PeerClient { target, url, client: self.peers.client(target, node), peers: self.peers.clone() }
+        PeerClient { target, url, client: self.peers.client(target, node), peers: self.peers.clone(), unary: false }
     }
 }
 
@@ -256,6 +256,9 @@ pub struct PeerClient {
     url: String,
     client: Result<RaftClient<Channel>>,
     peers: std::sync::Arc<Peers>,
+    /// The target answered AppendStream with Unimplemented (a member from before it existed):
+    /// this client sends unary AppendEntries instead.
+    unary: bool,
 }
 
 /// A long-lived AppendStream call. It is owned by the call using it and goes back to the pool
@@ -334,10 +337,18 @@ impl PeerClient {
                     Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
                 };
                 let (requests, outgoing) = tokio::sync::mpsc::channel(1);
-                // The first request goes out with the stream's headers, not a round trip later.
+                // The first request goes out with the stream's headers, not a round trip later;
+                // a copy stays here in case the target is too old to take the stream.
+                let first = request.clone();
                 requests.send(request).await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-                let replies = client.append_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await.map_err(|s| network_error(&s))?.into_inner();
-                AppendStream { url: self.url.clone(), requests, replies }
+                match client.append_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await {
+                    Ok(replies) => AppendStream { url: self.url.clone(), requests, replies: replies.into_inner() },
+                    Err(status) if status.code() == tonic::Code::Unimplemented => {
+                        self.unary = true;
+                        return client.append_entries(first).await.map(|r| r.into_inner().data).map_err(|s| network_error(&s));
+                    }
+                    Err(status) => return Err(network_error(&status)),
+                }
             }
         };
         match stream.replies.message().await {
@@ -358,10 +369,17 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> std::result::Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
         let data = bincode::serialize(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let reply = match tokio::time::timeout(option.hard_ttl(), self.append_on_stream(data)).await {
-            Ok(reply) => reply?,
-            Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
-        };
+        let reply = if self.unary {
+            let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?;
+            let mut request = tonic::Request::new(RaftPayload { data });
+            request.set_timeout(option.hard_ttl());
+            client.append_entries(request).await.map(|r| r.into_inner().data).map_err(|s| network_error(&s))
+        } else {
+            match tokio::time::timeout(option.hard_ttl(), self.append_on_stream(data)).await {
+                Ok(reply) => reply,
+                Err(elapsed) => Err(RPCError::Network(NetworkError::new(&elapsed))),
+            }
+        }?;
         let result: std::result::Result<AppendEntriesResponse<u64>, RaftError<u64>> =
             bincode::deserialize(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
@@ -401,5 +419,94 @@ pub async fn serve(raft: &super::Raft, kind: RaftRpc, data: &[u8]) -> Result<Vec
         RaftRpc::AppendEntries => ser(&raft.append_entries(de::<AppendEntriesRequest<TypeConfig>>(data)?).await),
         RaftRpc::Vote => ser(&raft.vote(de::<VoteRequest<u64>>(data)?).await),
         RaftRpc::InstallSnapshot => ser(&raft.install_snapshot(de::<InstallSnapshotRequest<TypeConfig>>(data)?).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use cairn_proto::cairnpb::raft_server::{Raft, RaftServer};
+    use cairn_proto::cairnpb::{ReadIndexResponse, TransferResponse};
+    use cairn_proto::etcdserverpb::MemberRemoveResponse;
+    use openraft::Vote;
+    use tonic::{Request, Response, Status, Streaming};
+
+    use super::*;
+
+    /// A member from before AppendStream: only unary AppendEntries, which it always accepts.
+    #[derive(Default)]
+    struct OldPeer {
+        unary: AtomicUsize,
+    }
+
+    type Answer<T> = std::result::Result<Response<T>, Status>;
+
+    fn old() -> Status {
+        Status::unimplemented("not in this version")
+    }
+
+    #[tonic::async_trait]
+    impl Raft for OldPeer {
+        async fn append_entries(&self, _: Request<RaftPayload>) -> Answer<RaftPayload> {
+            self.unary.fetch_add(1, Ordering::SeqCst);
+            let ok: std::result::Result<AppendEntriesResponse<u64>, RaftError<u64>> = Ok(AppendEntriesResponse::Success);
+            Ok(Response::new(RaftPayload { data: bincode::serialize(&ok).map_err(|e| Status::internal(e.to_string()))? }))
+        }
+        type AppendStreamStream = tokio_stream::wrappers::ReceiverStream<std::result::Result<RaftPayload, Status>>;
+        async fn append_stream(&self, _: Request<Streaming<RaftPayload>>) -> Answer<Self::AppendStreamStream> {
+            Err(old())
+        }
+        async fn vote(&self, _: Request<RaftPayload>) -> Answer<RaftPayload> {
+            Err(old())
+        }
+        async fn install_snapshot(&self, _: Request<RaftPayload>) -> Answer<RaftPayload> {
+            Err(old())
+        }
+        async fn propose(&self, _: Request<CommandBatch>) -> Answer<ProposeResponse> {
+            Err(old())
+        }
+        async fn read_index(&self, _: Request<ReadIndexRequest>) -> Answer<ReadIndexResponse> {
+            Err(old())
+        }
+        async fn lease_renew(&self, _: Request<LeaseKeepAliveRequest>) -> Answer<LeaseKeepAliveResponse> {
+            Err(old())
+        }
+        async fn lease_time_to_live(&self, _: Request<LeaseTimeToLiveRequest>) -> Answer<LeaseTimeToLiveResponse> {
+            Err(old())
+        }
+        async fn member_change(&self, _: Request<MemberChangeRequest>) -> Answer<MemberChangeResponse> {
+            Err(old())
+        }
+        async fn member_list(&self, _: Request<MemberListRequest>) -> Answer<MemberListResponse> {
+            Err(old())
+        }
+        async fn removed(&self, _: Request<MemberRemoveRequest>) -> Answer<MemberRemoveResponse> {
+            Err(old())
+        }
+        async fn transfer(&self, _: Request<TransferRequest>) -> Answer<TransferResponse> {
+            Err(old())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_member_without_append_streams_gets_unary_appends() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let peer = Arc::new(OldPeer::default());
+        let service = RaftServer::from_arc(peer.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder().add_service(service).serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let member = Member { name: "old".into(), peer_urls: vec![format!("http://{addr}")], client_urls: Vec::new() };
+        let mut network = Network { peers: Arc::new(Peers::new(None)) };
+        let mut client = network.new_client(2, &member).await;
+        for sent in 1..=3 {
+            let rpc = AppendEntriesRequest { vote: Vote::new_committed(1, 1), prev_log_id: None, entries: Vec::new(), leader_commit: None };
+            let reply = client.append_entries(rpc, RPCOption::new(Duration::from_secs(5))).await.expect("the old member answers");
+            assert_eq!(reply, AppendEntriesResponse::Success);
+            assert_eq!(peer.unary.load(Ordering::SeqCst), sent, "each append went out as a unary call");
+        }
     }
 }
