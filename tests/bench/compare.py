@@ -369,10 +369,10 @@ def memory_rows(grouped: dict[str, dict[str, list[dict]]]) -> list[tuple[str, ..
 
 
 def rounds_rows(grouped: dict[str, dict[str, list[dict]]]) -> list[tuple[str, ...]]:
-    def cells(runs: list[dict]) -> list[str]:
+    def per_round(runs: list[dict]) -> list[str]:
         shown = [f"{r['ops_per_s']:,.0f}" if r.get("ops") else "error" for r in runs]
         return shown + ["-"] * (ROUNDS - len(shown))
-    return [(name, *(c for kind in SERVERS for c in cells(reports[kind]))) for name, reports in grouped.items()]
+    return [(name, *(c for kind in SERVERS for c in per_round(reports[kind]))) for name, reports in grouped.items()]
 
 
 def plain_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:

@@ -280,6 +280,13 @@ fn network_error(status: &tonic::Status) -> RPCError<u64, Member, RaftError<u64>
 
 type RpcResult<T, E = openraft::error::Infallible> = std::result::Result<T, RPCError<u64, Member, RaftError<u64, E>>>;
 
+/// The unary raft RPCs.
+enum Kind {
+    Append,
+    Vote,
+    Snapshot,
+}
+
 impl PeerClient {
     async fn call<Req, Resp, E>(&mut self, kind: Kind, req: &Req, option: &RPCOption) -> RpcResult<Resp, E>
     where
@@ -295,6 +302,7 @@ impl PeerClient {
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(option.hard_ttl());
         let reply = match kind {
+            Kind::Append => client.append_entries(request).await,
             Kind::Vote => client.vote(request).await,
             Kind::Snapshot => client.install_snapshot(request).await,
         };
@@ -309,14 +317,7 @@ impl PeerClient {
             bincode::deserialize(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
-}
 
-enum Kind {
-    Vote,
-    Snapshot,
-}
-
-impl PeerClient {
     /// Sends one encoded AppendEntries request on an append stream (an idle one, else a new
     /// one) and waits for its reply.
     async fn append_on_stream(&mut self, data: Vec<u8>) -> RpcResult<Vec<u8>> {
@@ -368,18 +369,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> std::result::Result<AppendEntriesResponse<u64>, RPCError<u64, Member, RaftError<u64>>> {
+        if self.unary {
+            return self.call(Kind::Append, &rpc, &option).await;
+        }
         let data = bincode::serialize(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let reply = if self.unary {
-            let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?;
-            let mut request = tonic::Request::new(RaftPayload { data });
-            request.set_timeout(option.hard_ttl());
-            client.append_entries(request).await.map(|r| r.into_inner().data).map_err(|s| network_error(&s))
-        } else {
-            match tokio::time::timeout(option.hard_ttl(), self.append_on_stream(data)).await {
-                Ok(reply) => reply,
-                Err(elapsed) => Err(RPCError::Network(NetworkError::new(&elapsed))),
-            }
-        }?;
+        let reply = match tokio::time::timeout(option.hard_ttl(), self.append_on_stream(data)).await {
+            Ok(reply) => reply?,
+            Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
+        };
         let result: std::result::Result<AppendEntriesResponse<u64>, RaftError<u64>> =
             bincode::deserialize(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))

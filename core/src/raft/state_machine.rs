@@ -35,11 +35,6 @@ fn bin<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, Error> {
     bincode::serialize(v).map_err(|e| Error::Storage(e.to_string()))
 }
 
-/// A batch's proposer fields without its commands (which the apply still needs).
-fn header_of(batch: &CommandBatch) -> CommandBatch {
-    CommandBatch { commands: Vec::new(), origin: batch.origin, incarnation: batch.incarnation, seq: batch.seq }
-}
-
 fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
     StorageError::from_io_error(ErrorSubject::StateMachine, verb, std::io::Error::other(e.to_string()))
 }
@@ -144,7 +139,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             return Ok(Vec::new());
         };
         let mvcc = self.mvcc.clone();
-        let batches: Vec<Option<CommandBatch>> = entries.iter().map(|e| if let EntryPayload::Normal(p) = &e.payload { Some(header_of(&p.0)) } else { None }).collect();
+        let batches: Vec<Option<Arc<CommandBatch>>> = entries.iter().map(|e| if let EntryPayload::Normal(p) = &e.payload { Some(p.0.clone()) } else { None }).collect();
         let commands: usize = entries.iter().map(|e| if let EntryPayload::Normal(p) = &e.payload { p.0.commands.len() } else { 1 }).sum();
         let run = move || {
             mvcc.apply(|applier| -> Result<Vec<Applied>, Error> {
