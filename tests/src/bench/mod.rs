@@ -3,6 +3,7 @@
 //! The binary is `src/bin/cairn-bench.rs`; `tests/bench/compare.py` runs it against both and
 //! BENCHMARKS.md has the results.
 
+mod channel;
 mod cpu;
 mod driver;
 mod keys;
@@ -15,7 +16,7 @@ mod watch;
 
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions};
+use etcd_client::{Client, GetOptions};
 use futures::future::join_all;
 
 use self::driver::measure;
@@ -55,15 +56,16 @@ pub async fn run(cli: &Cli) -> Report {
     Report::new(cli, measured)
 }
 
-/// Opens `conns` connections and makes one serializable read on each, so that they are all
-/// established before the clock starts and an unreachable server fails fast, once.
+/// Opens `conns` connections, spread over the endpoints in turn, and makes one serializable read
+/// on each, so that they are all established before the clock starts and an unreachable server
+/// fails fast, once.
 async fn connect(endpoints: &[String], conns: usize, timeout: Duration) -> Result<Vec<Client>, String> {
-    let options = ConnectOptions::new().with_connect_timeout(timeout);
+    let endpoints: Vec<&str> = endpoints.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect();
     let mut clients = Vec::with_capacity(conns);
-    for _ in 0..conns {
-        let client = Client::connect(endpoints, Some(options.clone()))
+    for endpoint in endpoints.iter().cycle().take(conns) {
+        let client = channel::connect(endpoint, timeout)
             .await
-            .map_err(|e| format!("connect to {}: {}", endpoints.join(","), error_message(&e)))?;
+            .map_err(|e| format!("connect to {endpoint}: {e}"))?;
         clients.push(client);
     }
     let probes = join_all(clients.iter().map(|client| {

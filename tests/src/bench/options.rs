@@ -25,7 +25,7 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Client endpoints, comma-separated; requests are balanced over them.
+    /// Client endpoints, comma-separated; the connections are spread over them in turn.
     #[arg(long, global = true, value_delimiter = ',', default_value = "127.0.0.1:2379")]
     pub endpoints: Vec<String>,
     /// gRPC connections (each its own HTTP/2 channel); clients share them round-robin.
