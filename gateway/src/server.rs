@@ -18,7 +18,6 @@ use tokio::sync::watch;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use tonic::service::Routes;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
@@ -29,7 +28,7 @@ use crate::cluster::ClusterService;
 use crate::coalesce::Coalesce;
 use crate::election::ElectionService;
 use crate::flags::{parse_url, Flags};
-use crate::http::{client_router, GrpcService, HttpState};
+use crate::http::{GrpcService, HttpState, Port};
 use crate::kv::KvService;
 use crate::learner::LearnerLayer;
 use crate::lease::LeaseService;
@@ -107,7 +106,7 @@ fn grpc_service(node: &Arc<Node>, max_request_bytes: usize) -> GrpcService {
 fn serve_http(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    router: axum::Router,
+    port: Port,
     what: &'static str,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -135,13 +134,13 @@ fn serve_http(
                 _ = &mut stopping => break,
             };
             let _ = tcp.set_nodelay(true);
-            let (acceptor, router, builder, watcher) = (tls.clone(), router.clone(), builder.clone(), graceful.watcher());
+            let (acceptor, port, builder, watcher) = (tls.clone(), port.clone(), builder.clone(), graceful.watcher());
             tokio::spawn(async move {
                 let served = match acceptor {
-                    None => serve_connection(&builder, TokioIo::new(Coalesce::new(tcp)), router, watcher).await,
+                    None => serve_connection(&builder, TokioIo::new(Coalesce::new(tcp)), port, watcher).await,
                     Some(acceptor) => match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                         // Coalesced above TLS: fewer, fuller records as well as fewer writes.
-                        Ok(Ok(stream)) => serve_connection(&builder, TokioIo::new(Coalesce::new(stream)), router, watcher).await,
+                        Ok(Ok(stream)) => serve_connection(&builder, TokioIo::new(Coalesce::new(stream)), port, watcher).await,
                         Ok(Err(e)) => return tracing::info!("{what}: TLS handshake with {peer} failed: {e}"),
                         Err(_) => return tracing::info!("{what}: TLS handshake with {peer} timed out"),
                     },
@@ -158,11 +157,11 @@ fn serve_http(
 }
 
 /// Serves one connection (HTTP/1.1 or HTTP/2) until it ends or a graceful shutdown closes it.
-async fn serve_connection<I>(builder: &ConnBuilder<TokioExecutor>, io: TokioIo<I>, router: axum::Router, watcher: Watcher) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+async fn serve_connection<I>(builder: &ConnBuilder<TokioExecutor>, io: TokioIo<I>, port: Port, watcher: Watcher) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(router));
+    let conn = builder.serve_connection_with_upgrades(io, port);
     watcher.watch(conn.into_owned()).await
 }
 
@@ -215,7 +214,7 @@ pub async fn run(flags: Flags) -> Result<(), String> {
     let mut servers = Vec::new();
     let peers = peer_router(&node);
     for (l, tls) in peer_listeners.into_iter().zip(peer_acceptors) {
-        servers.push(serve_http(l.tcp, tls, peers.clone(), "peer port", stop_rx.clone()));
+        servers.push(serve_http(l.tcp, tls, Port::router(peers.clone()), "peer port", stop_rx.clone()));
     }
     // As etcd, clients are served once this member's client URLs are in the membership (so
     // `member list` and `--cluster` see every member); a member that cannot reach a leader
@@ -224,9 +223,9 @@ pub async fn run(flags: Flags) -> Result<(), String> {
         tracing::warn!("client URLs not published within {PUBLISH_WAIT:?} (no leader yet?); serving clients anyway");
     }
     let metrics = Metrics::new(node.clone());
-    let router = client_router(HttpState { node: node.clone(), grpc: grpc_service(&node, flags.max_request_bytes), metrics });
+    let port = Port::client(HttpState { node: node.clone(), grpc: grpc_service(&node, flags.max_request_bytes), metrics });
     for (l, tls) in client_listeners.into_iter().zip(client_acceptors) {
-        servers.push(serve_http(l.tcp, tls, router.clone(), "client port", stop_rx.clone()));
+        servers.push(serve_http(l.tcp, tls, port.clone(), "client port", stop_rx.clone()));
     }
     tokio::select! {
         _ = terminated() => tracing::info!("shutting down"),

@@ -47,6 +47,62 @@ pub fn client_router(state: HttpState) -> Router {
         .layer(axum::middleware::from_fn(cors::cors))
 }
 
+/// What a connection calls for each request. On the client port, a native gRPC request (an
+/// `application/grpc` content type, no CORS origin) goes straight to the gRPC services, as etcd
+/// routes by content type; everything else goes through the router. The router reaches the same
+/// services, but behind path matching, the CORS middleware, the grpc-web layer and their boxed
+/// futures, which were a tenth of the CPU of a serializable read.
+#[derive(Clone)]
+pub struct Port {
+    grpc: Option<GrpcService>,
+    router: Router,
+}
+
+impl Port {
+    /// The client port for `state`: [`client_router`], with its gRPC services reached directly.
+    pub fn client(state: HttpState) -> Self {
+        Self {
+            grpc: Some(state.grpc.clone()),
+            router: client_router(state),
+        }
+    }
+
+    /// A port that serves everything through `router`.
+    pub fn router(router: Router) -> Self {
+        Self { grpc: None, router }
+    }
+}
+
+/// Whether `req` is native gRPC that no CORS middleware must see: grpc-web (`application/grpc-web…`)
+/// and requests from a browser origin are not.
+fn native_grpc<B>(req: &http::Request<B>) -> bool {
+    let headers = req.headers();
+    let grpc = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|ct| ct.strip_prefix("application/grpc"))
+        .is_some_and(|rest| !rest.starts_with('-'));
+    grpc && !headers.contains_key(http::header::ORIGIN)
+}
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Port {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = futures::future::Either<
+        tower::util::Oneshot<GrpcService, http::Request<Body>>,
+        tower::util::Oneshot<Router, http::Request<Body>>,
+    >;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        use tower::ServiceExt;
+        let req = req.map(Body::new);
+        match &self.grpc {
+            Some(grpc) if native_grpc(&req) => futures::future::Either::Left(grpc.clone().oneshot(req)),
+            _ => futures::future::Either::Right(self.router.clone().oneshot(req)),
+        }
+    }
+}
+
 /// How much of a request body is read (and dropped) before an answer that does not need it.
 const DRAIN_LIMIT: usize = 64 << 20;
 
@@ -95,5 +151,29 @@ where
         }
         let call = self.0.call(req);
         Box::pin(async move { Ok(call.await?.into_response()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(content_type: &str, origin: Option<&str>) -> http::Request<()> {
+        let mut builder = http::Request::post("/etcdserverpb.KV/Range").header(http::header::CONTENT_TYPE, content_type);
+        if let Some(origin) = origin {
+            builder = builder.header(http::header::ORIGIN, origin);
+        }
+        builder.body(()).expect("request")
+    }
+
+    #[test]
+    fn only_native_grpc_without_an_origin_skips_the_router() {
+        assert!(native_grpc(&request("application/grpc", None)));
+        assert!(native_grpc(&request("application/grpc+proto", None)));
+        // grpc-web needs tonic-web, and a browser's request needs the CORS headers.
+        assert!(!native_grpc(&request("application/grpc-web+proto", None)));
+        assert!(!native_grpc(&request("application/grpc-web-text", None)));
+        assert!(!native_grpc(&request("application/grpc", Some("http://console.example"))));
+        assert!(!native_grpc(&request("application/json", None)));
     }
 }
