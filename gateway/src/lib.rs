@@ -15,6 +15,7 @@ pub mod lock;
 pub mod maintenance;
 pub mod metrics;
 pub mod peer;
+pub mod routes;
 pub mod server;
 pub mod tls;
 pub mod watch;

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use tonic::service::Routes;
+use tower::ServiceExt;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tower::util::BoxCloneSyncService;
@@ -36,6 +36,7 @@ use crate::lock::LockService;
 use crate::maintenance::MaintenanceService;
 use crate::metrics::Metrics;
 use crate::peer::PeerService;
+use crate::routes::GrpcRoutes;
 use crate::tls;
 use crate::watch::WatchService;
 
@@ -81,16 +82,16 @@ fn grpc_service(node: &Arc<Node>, max_request_bytes: usize) -> GrpcService {
     // tonic's own decode limit sits above etcd's so that the KV service can refuse oversize
     // messages with grpc-go's wording, which etcd clients see.
     let decode_limit = max_recv.saturating_mul(2);
-    let routes = Routes::new(KvServer::new(KvService { node: node.clone(), max_recv }).max_decoding_message_size(decode_limit).max_encoding_message_size(usize::MAX))
-        .add_service(MaintenanceServer::new(MaintenanceService { node: node.clone() }).max_decoding_message_size(max_recv))
-        .add_service(LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_recv))
-        .add_service(WatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
-        .add_service(LockServer::new(LockService { node: node.clone() }).max_decoding_message_size(max_recv))
-        .add_service(ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
-        .add_service(ClusterServer::new(ClusterService { node: node.clone() }).max_decoding_message_size(max_recv))
-        .add_service(BrowserServer::new(BrowserService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
-        .add_service(crate::http::ops::grpc_health::server(node.clone()))
-        .prepare();
+    let routes = GrpcRoutes::default()
+        .add(KvServer::new(KvService { node: node.clone(), max_recv }).max_decoding_message_size(decode_limit).max_encoding_message_size(usize::MAX))
+        .add(MaintenanceServer::new(MaintenanceService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .add(LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .add(WatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .add(LockServer::new(LockService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .add(ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .add(ClusterServer::new(ClusterService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .add(BrowserServer::new(BrowserService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .add(crate::http::ops::grpc_health::server(node.clone()));
     // As etcd's interceptor chain: the learner guard refuses before the metrics count.
     let guarded = tower::ServiceBuilder::new()
         .layer(LearnerLayer { node: node.clone() })
@@ -166,9 +167,10 @@ where
 }
 
 /// The peer port: openraft's RPCs and the followers' forwarded calls.
-fn peer_router(node: &Arc<Node>) -> axum::Router {
+fn peer_service(node: &Arc<Node>) -> GrpcService {
     let peer = RaftServer::new(PeerService { node: node.clone() }).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE);
-    Routes::new(peer).prepare().into_axum_router()
+    let routes = GrpcRoutes::default().add(peer);
+    BoxCloneSyncService::new(routes.map_response(|resp: http::Response<tonic::body::Body>| resp.map(axum::body::Body::new)))
 }
 
 async fn terminated() {
@@ -212,9 +214,9 @@ pub async fn run(flags: Flags) -> Result<(), String> {
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut servers = Vec::new();
-    let peers = peer_router(&node);
+    let peers = Port::grpc(peer_service(&node));
     for (l, tls) in peer_listeners.into_iter().zip(peer_acceptors) {
-        servers.push(serve_http(l.tcp, tls, Port::router(peers.clone()), "peer port", stop_rx.clone()));
+        servers.push(serve_http(l.tcp, tls, peers.clone(), "peer port", stop_rx.clone()));
     }
     // As etcd, clients are served once this member's client URLs are in the membership (so
     // `member list` and `--cluster` see every member); a member that cannot reach a leader

@@ -54,22 +54,23 @@ pub fn client_router(state: HttpState) -> Router {
 /// futures, which were a tenth of the CPU of a serializable read.
 #[derive(Clone)]
 pub struct Port {
-    grpc: Option<GrpcService>,
-    router: Router,
+    grpc: GrpcService,
+    /// Where everything but native gRPC goes; without it, everything goes to `grpc`.
+    router: Option<Router>,
 }
 
 impl Port {
     /// The client port for `state`: [`client_router`], with its gRPC services reached directly.
     pub fn client(state: HttpState) -> Self {
         Self {
-            grpc: Some(state.grpc.clone()),
-            router: client_router(state),
+            grpc: state.grpc.clone(),
+            router: Some(client_router(state)),
         }
     }
 
-    /// A port that serves everything through `router`.
-    pub fn router(router: Router) -> Self {
-        Self { grpc: None, router }
+    /// A port that serves only gRPC (the peer port).
+    pub fn grpc(grpc: GrpcService) -> Self {
+        Self { grpc, router: None }
     }
 }
 
@@ -96,9 +97,9 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for Port {
     fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
         use tower::ServiceExt;
         let req = req.map(Body::new);
-        match &self.grpc {
-            Some(grpc) if native_grpc(&req) => futures::future::Either::Left(grpc.clone().oneshot(req)),
-            _ => futures::future::Either::Right(self.router.clone().oneshot(req)),
+        match &self.router {
+            Some(router) if !native_grpc(&req) => futures::future::Either::Right(router.clone().oneshot(req)),
+            _ => futures::future::Either::Left(self.grpc.clone().oneshot(req)),
         }
     }
 }
