@@ -33,6 +33,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
+        // tonic-prost's codec with a cheaper encoder (src/codec.rs).
+        .codec_path("crate::codec::ProtoCodec")
         .file_descriptor_set_path(out_dir.join("cairn_descriptor.bin"))
         .compile_protos(PROTOS, &["protos"])?;
     Ok(())

@@ -6,6 +6,8 @@
 //! (`<service>_client`). The modules sit at the crate root, named after their protobuf
 //! packages, so that generated cross-package paths such as `super::mvccpb::KeyValue` resolve.
 
+pub mod codec;
+
 /// Multi-version key-value records: `KeyValue`, `Event`.
 pub mod mvccpb {
     #![allow(clippy::all, missing_docs)]
