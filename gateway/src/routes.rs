@@ -24,7 +24,7 @@ pub struct GrpcRoutes {
 }
 
 impl GrpcRoutes {
-    pub fn add<S>(mut self, service: S) -> Self
+    pub fn with<S>(mut self, service: S) -> Self
     where
         S: Service<http::Request<Body>, Response = Response, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
@@ -98,7 +98,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_path_reaches_the_service_it_names_or_is_unimplemented() {
-        let routes = GrpcRoutes::default().add(Named);
+        let routes = GrpcRoutes::default().with(Named);
         let range = "/etcdserverpb.KV/Range";
         assert_eq!(status_and_path(&routes, range).await, (None, Some(range.to_owned())));
         for path in ["/etcdserverpb.Watch/Watch", "/etcdserverpb.KVX/Range", "/etcdserverpb.KV", "/", "/v3/kv/range"] {

@@ -83,15 +83,15 @@ fn grpc_service(node: &Arc<Node>, max_request_bytes: usize) -> GrpcService {
     // messages with grpc-go's wording, which etcd clients see.
     let decode_limit = max_recv.saturating_mul(2);
     let routes = GrpcRoutes::default()
-        .add(KvServer::new(KvService { node: node.clone(), max_recv }).max_decoding_message_size(decode_limit).max_encoding_message_size(usize::MAX))
-        .add(MaintenanceServer::new(MaintenanceService { node: node.clone() }).max_decoding_message_size(max_recv))
-        .add(LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_recv))
-        .add(WatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
-        .add(LockServer::new(LockService { node: node.clone() }).max_decoding_message_size(max_recv))
-        .add(ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
-        .add(ClusterServer::new(ClusterService { node: node.clone() }).max_decoding_message_size(max_recv))
-        .add(BrowserServer::new(BrowserService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
-        .add(crate::http::ops::grpc_health::server(node.clone()));
+        .with(KvServer::new(KvService { node: node.clone(), max_recv }).max_decoding_message_size(decode_limit).max_encoding_message_size(usize::MAX))
+        .with(MaintenanceServer::new(MaintenanceService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .with(LeaseServer::new(LeaseService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .with(WatchServer::new(WatchService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .with(LockServer::new(LockService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .with(ElectionServer::new(ElectionService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .with(ClusterServer::new(ClusterService { node: node.clone() }).max_decoding_message_size(max_recv))
+        .with(BrowserServer::new(BrowserService { node: node.clone() }).max_decoding_message_size(max_recv).max_encoding_message_size(usize::MAX))
+        .with(crate::http::ops::grpc_health::server(node.clone()));
     // As etcd's interceptor chain: the learner guard refuses before the metrics count.
     let guarded = tower::ServiceBuilder::new()
         .layer(LearnerLayer { node: node.clone() })
@@ -169,7 +169,7 @@ where
 /// The peer port: openraft's RPCs and the followers' forwarded calls.
 fn peer_service(node: &Arc<Node>) -> GrpcService {
     let peer = RaftServer::new(PeerService { node: node.clone() }).max_decoding_message_size(MAX_PEER_MESSAGE).max_encoding_message_size(MAX_PEER_MESSAGE);
-    let routes = GrpcRoutes::default().add(peer);
+    let routes = GrpcRoutes::default().with(peer);
     BoxCloneSyncService::new(routes.map_response(|resp: http::Response<tonic::body::Body>| resp.map(axum::body::Body::new)))
 }
 
