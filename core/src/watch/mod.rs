@@ -14,6 +14,7 @@
 //! than [`STREAM_QUEUE_EVENTS`] wait, which bounds the memory a slow reader can pin.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -23,6 +24,7 @@ use cairn_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchRespons
 use cairn_proto::mvccpb::event::EventType;
 use cairn_proto::mvccpb::Event;
 use prost::Message;
+use rustc_hash::FxHasher;
 use tokio::sync::Notify;
 
 use crate::error::Error;
@@ -175,12 +177,19 @@ struct Inner {
     /// The last revision handed to the hub by apply.
     rev: i64,
     next_key: u64,
-    streams: HashMap<u64, StreamState>,
-    watchers: HashMap<u64, Watcher>,
-    by_key: HashMap<Vec<u8>, HashSet<u64>>,
-    by_range: HashMap<KeyRange, HashSet<u64>>,
-    unsynced: HashSet<u64>,
+    streams: IdMap<StreamState>,
+    watchers: IdMap<Watcher>,
+    by_key: HashMap<Vec<u8>, IdSet>,
+    by_range: HashMap<KeyRange, IdSet>,
+    unsynced: IdSet,
 }
+
+/// Maps and sets keyed by the hub's own ids (streams, watchers), which clients do not choose:
+/// FxHash instead of SipHash, whose flooding resistance they do not need, costs a fraction per
+/// lookup, and a put fans out to every watcher on its key through several of them. Client keys
+/// and ranges stay on SipHash.
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<FxHasher>>;
+type IdSet = HashSet<u64, BuildHasherDefault<FxHasher>>;
 
 impl Inner {
     fn index(&mut self, key: u64) {
@@ -290,7 +299,7 @@ impl Hub {
             return;
         }
         let first_rev = event_rev(&events[0]);
-        let mut matched: HashMap<u64, Vec<&Event>> = HashMap::new();
+        let mut matched: IdMap<Vec<&Event>> = IdMap::default();
         for event in events {
             let key = event_key(event);
             if let Some(set) = inner.by_key.get(key) {
