@@ -775,7 +775,7 @@ async fn run_proposer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Pending>) {
             let Some(waiting) = shared.replies.take(&batch) else { return };
             match outcome {
                 Ok(results) => replies::answer(waiting, results),
-                Err(e) => waiting.into_iter().for_each(|r| drop(r.send(Err(e.clone())))),
+                Err(e) => replies::fail(waiting, &e),
             }
         });
     }

@@ -270,7 +270,7 @@ struct AppendStream {
     replies: tonic::Streaming<RaftPayload>,
 }
 
-fn network_error(status: &tonic::Status) -> RPCError<u64, Member, RaftError<u64>> {
+fn network_error<E: std::error::Error>(status: &tonic::Status) -> RPCError<u64, Member, RaftError<u64, E>> {
     if is_connect_error(status) {
         RPCError::Unreachable(Unreachable::new(status))
     } else {
@@ -294,10 +294,7 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let client = match &mut self.client {
-            Ok(c) => c,
-            Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
-        };
+        let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?;
         let data = bincode::serialize(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(option.hard_ttl());
@@ -306,15 +303,19 @@ impl PeerClient {
             Kind::Vote => client.vote(request).await,
             Kind::Snapshot => client.install_snapshot(request).await,
         };
-        let reply = reply.map_err(|status| {
-            if is_connect_error(&status) {
-                RPCError::Unreachable(Unreachable::new(&status))
-            } else {
-                RPCError::Network(NetworkError::new(&status))
-            }
-        })?;
-        let result: std::result::Result<Resp, RaftError<u64, E>> =
-            bincode::deserialize(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let reply = reply.map_err(|status| network_error(&status))?;
+        self.decode_reply(&reply.into_inner().data)
+    }
+
+    /// A raft reply as the target encoded it: its result, or its raft error as a remote one.
+    // openraft's RPCError is the error type its network trait returns; boxing is not ours.
+    #[allow(clippy::result_large_err)]
+    fn decode_reply<Resp, E>(&self, data: &[u8]) -> RpcResult<Resp, E>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let result: std::result::Result<Resp, RaftError<u64, E>> = bincode::deserialize(data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
@@ -333,10 +334,7 @@ impl PeerClient {
         let mut stream = match reused {
             Ok(stream) => stream,
             Err(request) => {
-                let client = match &mut self.client {
-                    Ok(c) => c,
-                    Err(e) => return Err(RPCError::Unreachable(Unreachable::new(e))),
-                };
+                let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?;
                 let (requests, outgoing) = tokio::sync::mpsc::channel(1);
                 // The first request goes out with the stream's headers, not a round trip later;
                 // a copy stays here in case the target is too old to take the stream.
@@ -377,9 +375,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             Ok(reply) => reply?,
             Err(elapsed) => return Err(RPCError::Network(NetworkError::new(&elapsed))),
         };
-        let result: std::result::Result<AppendEntriesResponse<u64>, RaftError<u64>> =
-            bincode::deserialize(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+        self.decode_reply(&reply)
     }
 
     async fn install_snapshot(

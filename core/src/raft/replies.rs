@@ -58,12 +58,16 @@ impl Replies {
 pub fn answer(replies: Vec<Reply>, results: Vec<CommandResult>) {
     if replies.len() != results.len() {
         let e = crate::error::Error::Internal(format!("{} results for {} commands", results.len(), replies.len()));
-        replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
-        return;
+        return fail(replies, &e);
     }
     for (reply, result) in replies.into_iter().zip(results) {
         let _ = reply.send(Ok(result));
     }
+}
+
+/// Answers every client with `e`.
+pub fn fail(replies: Vec<Reply>, e: &crate::error::Error) {
+    replies.into_iter().for_each(|r| drop(r.send(Err(e.clone()))));
 }
 
 #[cfg(test)]

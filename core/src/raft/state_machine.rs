@@ -165,9 +165,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // A few commands apply in tens of microseconds, less than handing this worker's other
         // tasks to another thread would cost; a large batch runs with the worker handed off.
         let applied = if commands <= APPLY_IN_PLACE_COMMANDS { run() } else { tokio::task::block_in_place(run) };
-        let (mut results, effects) = applied
-        .and_then(|(r, effects)| Ok((r?, effects)))
-        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+        let (mut results, effects) = applied.and_then(|(r, effects)| Ok((r?, effects))).map_err(|e| sm_err(ErrorVerb::Write, e))?;
         self.lessor.applied(&effects.leases);
         // This member's own clients first (the lessor already knows a lease they were granted),
         // then the watchers. openraft's reply for an answered batch carries no results.
