@@ -1,7 +1,7 @@
 //! Who leads, as this member sees it: the changes the metrics count and the gRPC health
 //! service's Watch reports.
 
-use openraft::RaftMetrics;
+use openraft::metrics::RaftServerMetrics;
 
 use super::*;
 
@@ -25,7 +25,9 @@ impl Node {
 
 /// Counts leader changes as etcd does: a leader different from the one before, where losing
 /// the leader forgets it (so the same leader after an election without one counts again).
-pub(super) async fn count_leader_changes(mut metrics: watch::Receiver<RaftMetrics<u64, Member>>) {
+/// Watches the server metrics, which change with the leader and the membership only, not with
+/// every entry committed as the full metrics do.
+pub(super) async fn count_leader_changes(mut metrics: watch::Receiver<RaftServerMetrics<u64, Member>>) {
     let mut last = None;
     loop {
         let leader = metrics.borrow_and_update().current_leader;

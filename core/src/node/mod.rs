@@ -302,7 +302,7 @@ impl Node {
         tokio::spawn(run_read_index(shared.clone(), read_rx));
         tokio::spawn(hub.run(config.progress_notify_interval));
         tokio::spawn(leases::run_lessor(shared.clone(), config.election_timeout));
-        tokio::spawn(leader::count_leader_changes(shared.raft.metrics()));
+        tokio::spawn(leader::count_leader_changes(shared.raft.server_metrics()));
         let me = cairn_proto::etcdserverpb::Member {
             id: identity.member_id,
             name: identity.name.clone(),
