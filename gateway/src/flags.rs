@@ -70,6 +70,11 @@ pub struct Flags {
     pub quota_backend_bytes: u64,
     #[command(flatten)]
     pub tls: TlsFlags,
+    /// Threads that serve requests and run raft (default: half the cores, at least one). Cairn's
+    /// blocking work (applying large batches, the log fsync, RocksDB's flushes and compactions)
+    /// runs on threads of its own. Not an etcd flag.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
     #[arg(long, default_value = "info")]
     pub log_level: String,
     /// Accepted for etcd compatibility; Cairn always logs to stderr.
@@ -78,6 +83,11 @@ pub struct Flags {
 }
 
 impl Flags {
+    /// `--worker-threads`, or half of `cores`.
+    pub fn worker_threads(&self, cores: usize) -> usize {
+        self.worker_threads.map_or((cores / 2).max(1), usize::from)
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| PathBuf::from(format!("{}.cairn", self.name)))
     }
@@ -308,6 +318,14 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c[1], ("n2".to_string(), vec!["http://127.0.0.1:2480".to_string()]));
         assert_eq!(f.listen_client_urls.len(), 2);
+    }
+
+    #[test]
+    fn worker_threads_default_to_half_the_cores() {
+        let f = Flags::parse_from(["cairn"]);
+        assert_eq!([1, 2, 3, 4, 16].map(|cores| f.worker_threads(cores)), [1, 1, 1, 2, 8]);
+        assert_eq!(Flags::parse_from(["cairn", "--worker-threads=3"]).worker_threads(2), 3);
+        assert!(Flags::try_parse_from(["cairn", "--worker-threads=0"]).is_err());
     }
 
     #[test]

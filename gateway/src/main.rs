@@ -8,9 +8,25 @@ use cairn_gateway::flags::{Command, Flags, RestoreArgs, SnapshotCommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let flags = Flags::parse();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Half the cores: every hand-off between two workers wakes a sleeping core, and on a machine
+    // the members share with other work (a Kubernetes control plane, or this repository's
+    // benchmark) those wake-ups cost more than a second worker gains. BENCHMARKS.md has the
+    // figures.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(flags.worker_threads(cores))
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| {
+            eprintln!("cairn: cannot start the runtime: {e}");
+            std::process::exit(1);
+        });
+    runtime.block_on(serve(flags));
+}
+
+async fn serve(flags: Flags) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(format!("{},openraft=warn", flags.log_level)));
     // Colours only on a terminal: logs redirected to files stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
