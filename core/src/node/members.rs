@@ -342,14 +342,17 @@ impl Node {
 
     /// Whether this member is a learner (it then answers only what etcd lets a learner answer).
     /// Asked on every client request (the learner guard), so a voter answers from the raft
-    /// metrics alone, without copying the membership or reading the pending voters.
+    /// server metrics alone, without copying the membership or reading the pending voters. The
+    /// server metrics change only with the leader, the vote or the membership; the full metrics
+    /// are rewritten on every pass of the raft core, and reading them contends with it.
     pub fn is_learner(&self) -> bool {
         let id = self.id();
         let known_non_voter = {
-            let metrics = self.shared.raft.metrics();
+            let metrics = self.shared.raft.server_metrics();
             let m = metrics.borrow();
             let membership = m.membership_config.membership();
-            membership.get_node(&id).is_some() && !membership.voter_ids().any(|v| v == id)
+            // voter_ids() merges the joint configs into a new set; a lookup in each does not.
+            membership.get_node(&id).is_some() && !membership.get_joint_config().iter().any(|voters| voters.contains(&id))
         };
         known_non_voter && !self.shared.mvcc.pending_voters().unwrap_or_default().contains(&id)
     }
