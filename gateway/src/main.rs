@@ -8,8 +8,33 @@ use cairn_gateway::flags::{Command, Flags, RestoreArgs, SnapshotCommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's option for how long freed memory stays mapped before it is returned to the system.
+const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
+/// Ten seconds, where mimalloc's default is one. A member's largest allocations are RocksDB's
+/// memtable blocks: a full memtable is freed at once after its flush, and the next one takes
+/// that memory back over the following seconds. Returned after one second, it had to be faulted
+/// in and zeroed again: 10-15 thousand page faults per 100,000 puts on each member, a tenth of
+/// the leader's CPU. With ten seconds, about 50. BENCHMARKS.md has the figures.
+const PURGE_DELAY_MS: &str = "10000";
+
+/// mimalloc reads its options from the environment once, before `main`. So when the operator has
+/// not chosen a purge delay, the server runs itself again (same process, same arguments) with
+/// ours set. Should that fail, it goes on with mimalloc's defaults.
+fn with_allocator_defaults() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(PURGE_DELAY_VAR).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut args = std::env::args_os();
+    let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+    let failed = std::process::Command::new(&exe).arg0(arg0).args(args).env(PURGE_DELAY_VAR, PURGE_DELAY_MS).exec();
+    eprintln!("cairn: running with the allocator's default purge delay ({failed})");
+}
+
 fn main() {
     let flags = Flags::parse();
+    with_allocator_defaults();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Half the cores: every hand-off between two workers wakes a sleeping core, and on a machine
     // the members share with other work (a Kubernetes control plane, or this repository's

@@ -285,6 +285,11 @@ impl Cluster {
         self.members[index].id
     }
 
+    /// The process ID of member `index`, while it runs.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.members[index].process().as_ref().map(Child::id)
+    }
+
     pub fn is_running(&self, index: usize) -> bool {
         self.members[index].process().is_some()
     }

@@ -19,10 +19,13 @@ mod health;
 mod metrics;
 #[path = "operations/probes.rs"]
 mod probes;
+#[path = "operations/process.rs"]
+mod process;
 
 use health::*;
 use metrics::*;
 use probes::*;
+use process::*;
 
 /// How long one HTTP request may take: longer than the 7 s a health read may wait for a
 /// leader or a read index (etcd's request timeout), so a slow answer is still an answer.
@@ -67,6 +70,7 @@ scenario!(health_and_version_formats, 1);
 scenario!(metrics_names_and_types, 1);
 scenario!(metrics_move, 1);
 cairn_scenario!(readyz_and_livez, 1);
+cairn_scenario!(allocator_purge_delay, 1);
 
 fn is_cairn(cluster: &Cluster) -> bool {
     cluster.backend() == Backend::Cairn
