@@ -2,7 +2,6 @@
 
 pub mod browser;
 pub mod cluster;
-pub mod coalesce;
 pub mod coord;
 pub mod election;
 pub mod error;

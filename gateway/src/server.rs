@@ -25,7 +25,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::browser::BrowserService;
 use crate::cluster::ClusterService;
-use crate::coalesce::Coalesce;
+use cairn_coalesce::Coalesce;
 use crate::election::ElectionService;
 use crate::flags::{parse_url, Flags};
 use crate::http::{GrpcService, HttpState, Port};

@@ -7,23 +7,31 @@
 //! request goes from the client's task straight to hyper's connection task, as in etcd's Go
 //! benchmark, where each connection is one gRPC client connection. Clients still speak through
 //! etcd-client, so the requests on the wire are the same for etcd and Cairn.
+//!
+//! A connection that several clients share writes through `Coalesce`, as the server's do. hyper's client writes each
+//! request as it comes, 1.1 `writev` calls per request at range-s; grpc-go's writer, in etcd's
+//! benchmark, drains all queued frames before it writes. Coalesced, the bench's system CPU per
+//! 100,000 reads fell from 0.84 to 0.36 s, and the servers receive fewer, fuller segments.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use cairn_coalesce::Coalesce;
 use etcd_client::{Channel, Client};
 use http::uri::{Authority, Scheme, Uri};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tonic::body::Body;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Service};
 
 /// Connects to `endpoint` (`host:port`, or `http://host:port`) and gives an etcd-client over it.
-pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Client, String> {
+/// With `coalesce`, for a connection that several clients share, its writes are coalesced.
+pub async fn connect(endpoint: &str, timeout: Duration, coalesce: bool) -> Result<Client, String> {
     let origin = Origin::parse(endpoint)?;
     let stream = tokio::time::timeout(timeout, TcpStream::connect(origin.authority.as_str()))
         .await
@@ -31,8 +39,25 @@ pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Client, String
         .map_err(|e| e.to_string())?;
     // Requests are small and each waits for its answer: Nagle's algorithm would only delay them.
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    // One client's requests have nothing to be coalesced with: the yield would only add latency.
+    let send = if coalesce {
+        handshake(Coalesce::new(stream)).await?
+    } else {
+        handshake(stream).await?
+    };
+    let service = BoxCloneSyncService::new(Direct { send, origin });
+    Client::from_channel(Channel::Custom(service), None)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The HTTP/2 handshake over `io`; the connection's task runs on its own.
+async fn handshake<T>(io: T) -> Result<SendRequest<Body>, String>
+where
+    T: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let (send, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
@@ -40,10 +65,7 @@ pub async fn connect(endpoint: &str, timeout: Duration) -> Result<Client, String
         // on a closed connection gets hyper's error, which the bench counts.
         let _ = connection.await;
     });
-    let service = BoxCloneSyncService::new(Direct { send, origin });
-    Client::from_channel(Channel::Custom(service), None)
-        .await
-        .map_err(|e| e.to_string())
+    Ok(send)
 }
 
 /// Where requests go: the scheme and authority that tonic's own channel would have added.

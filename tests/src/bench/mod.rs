@@ -30,7 +30,7 @@ pub use self::report::Report;
 pub async fn run(cli: &Cli) -> Report {
     let common = &cli.common;
     let timeout = cli.timeout();
-    let conns = match connect(&common.endpoints, common.conns, timeout).await {
+    let conns = match connect(&common.endpoints, common.conns, common.clients > common.conns, timeout).await {
         Ok(conns) => conns,
         Err(message) => return Report::failed(cli, message),
     };
@@ -58,12 +58,12 @@ pub async fn run(cli: &Cli) -> Report {
 
 /// Opens `conns` connections, spread over the endpoints in turn, and makes one serializable read
 /// on each, so that they are all established before the clock starts and an unreachable server
-/// fails fast, once.
-async fn connect(endpoints: &[String], conns: usize, timeout: Duration) -> Result<Vec<Client>, String> {
+/// fails fast, once. `shared`: more clients than connections, so the connections coalesce writes.
+async fn connect(endpoints: &[String], conns: usize, shared: bool, timeout: Duration) -> Result<Vec<Client>, String> {
     let endpoints: Vec<&str> = endpoints.iter().map(|e| e.trim()).filter(|e| !e.is_empty()).collect();
     let mut clients = Vec::with_capacity(conns);
     for endpoint in endpoints.iter().cycle().take(conns) {
-        let client = channel::connect(endpoint, timeout)
+        let client = channel::connect(endpoint, timeout, shared)
             .await
             .map_err(|e| format!("connect to {endpoint}: {e}"))?;
         clients.push(client);

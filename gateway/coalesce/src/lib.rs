@@ -1,4 +1,5 @@
-//! Write coalescing for served connections.
+//! Write coalescing for HTTP/2 connections: the connections Cairn serves, and the ones
+//! cairn-bench opens (its requests then leave as a Go client's do, several to a write).
 //!
 //! An HTTP/2 connection's task writes whatever frames its streams have ready each time it
 //! runs. Many streams finishing at once (a put's event fanned out to every watch stream on a
