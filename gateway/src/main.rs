@@ -14,7 +14,7 @@ const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
 /// memtable blocks: a full memtable is freed at once after its flush, and the next one takes
 /// that memory back over the following seconds. Returned after one second, it had to be faulted
 /// in and zeroed again: 10-15 thousand page faults per 100,000 puts on each member, a tenth of
-/// the leader's CPU. With ten seconds, about 50. BENCHMARKS.md has the figures.
+/// the leader's CPU. With ten seconds, under a hundred. BENCHMARKS.md has the figures.
 const PURGE_DELAY_MS: &str = "10000";
 
 /// mimalloc reads its options from the environment once, before `main`. So when the operator has

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use cairn_coalesce::Coalesce;
 use cairn_core::node::{GRPC_OVERHEAD_BYTES, MAX_PEER_MESSAGE};
 use cairn_core::Node;
 use cairn_proto::browserpb::browser_server::BrowserServer;
@@ -25,7 +26,6 @@ use tower::util::BoxCloneSyncService;
 
 use crate::browser::BrowserService;
 use crate::cluster::ClusterService;
-use cairn_coalesce::Coalesce;
 use crate::election::ElectionService;
 use crate::flags::{parse_url, Flags};
 use crate::http::{GrpcService, HttpState, Port};

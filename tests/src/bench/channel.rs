@@ -8,10 +8,11 @@
 //! benchmark, where each connection is one gRPC client connection. Clients still speak through
 //! etcd-client, so the requests on the wire are the same for etcd and Cairn.
 //!
-//! A connection that several clients share writes through `Coalesce`, as the server's do. hyper's client writes each
-//! request as it comes, 1.1 `writev` calls per request at range-s; grpc-go's writer, in etcd's
-//! benchmark, drains all queued frames before it writes. Coalesced, the bench's system CPU per
-//! 100,000 reads fell from 0.84 to 0.36 s, and the servers receive fewer, fuller segments.
+//! A connection that several clients share writes through `Coalesce`, as the server's do.
+//! hyper's client writes each request as it comes, 1.1 `writev` calls per request at range-s;
+//! grpc-go's writer, in etcd's benchmark, drains all queued frames before it writes. Coalesced,
+//! the bench's system CPU per 100,000 reads fell from 0.84 to 0.36 s, and the servers receive
+//! fewer, fuller segments.
 
 use std::future::Future;
 use std::pin::Pin;
