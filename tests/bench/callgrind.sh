@@ -19,6 +19,9 @@ OUT=${OUT:-/tmp/cairn-callgrind}
 CLIENT=127.0.0.1:${CLIENT_PORT:-23791}
 PEER=http://127.0.0.1:${PEER_PORT:-23891}
 rm -rf "$OUT" && mkdir -p "$OUT"
+# With the purge delay already set, the member does not execute itself again (gateway/src/main.rs),
+# which would leave valgrind behind.
+MIMALLOC_PURGE_DELAY=${MIMALLOC_PURGE_DELAY:-10000} \
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrind.%p" \
   "$BIN" --name cg --data-dir "$OUT/data" --listen-client-urls "http://$CLIENT" --advertise-client-urls "http://$CLIENT" \
   --listen-peer-urls "$PEER" --initial-advertise-peer-urls "$PEER" --initial-cluster "cg=$PEER" > "$OUT/member.log" 2>&1 &
