@@ -29,6 +29,7 @@ crash_scenario!(watcher_resumes_after_leader_kill);
 crash_scenario!(kept_alive_lease_survives_leader_kill);
 crash_scenario!(idle_lease_expires_within_ttl_and_an_election_timeout);
 crash_scenario!(idle_lease_expires_after_leader_kill);
+crash_scenario!(leader_without_quorum_stops_renewing);
 
 type Acked = Arc<Mutex<Vec<(String, i64)>>>;
 
@@ -261,6 +262,43 @@ async fn idle_lease_expires_after_leader_kill(mut cluster: Cluster) {
     let bound = Duration::from_secs(LEASE_TTL as u64) + RAFT_ELECTION_TIMEOUT + EXPIRY_SLACK;
     assert!(gone - elected <= bound, "expired {:?} after the election", gone - elected);
     cluster.restart(leader).await.expect("the old leader restarts");
+}
+
+/// A leader that has lost both followers must stop renewing leases: the others may already
+/// have elected a leader whose lease clocks run without its renewals. etcd's leader steps down
+/// one to two election timeouts after it last heard from a quorum (CheckQuorum); Cairn's renews
+/// without a read-index round only for half an election timeout after its last one.
+async fn leader_without_quorum_stops_renewing(mut cluster: Cluster) {
+    // Renewal attempts are watched this long after the followers die, well past the bound.
+    const WATCH_FOR: Duration = Duration::from_secs(5);
+    let bound = 2 * RAFT_ELECTION_TIMEOUT + Duration::from_millis(500);
+    let leader = cluster.wait_for_leader(ELECTION_TIMEOUT).await.expect("a leader");
+    let mut client = cluster.member_client(leader).await.expect("a client");
+    let lease = client.lease_grant(60, None).await.expect("grant").id();
+    // etcd-client's keep-alive sends its first request and waits for a reply with a TTL.
+    timeout(READ_TIMEOUT * 5, client.lease_keep_alive(lease))
+        .await
+        .expect("a renewal in time")
+        .expect("the leader renews while it has its quorum");
+    for follower in (0..cluster.size()).filter(|&i| i != leader) {
+        cluster.kill(follower).expect("SIGKILL a follower");
+    }
+    let lost = Instant::now();
+    let (mut last_renewed, mut refused) = (None, 0);
+    while lost.elapsed() < WATCH_FOR {
+        let attempt = Instant::now();
+        match timeout(READ_TIMEOUT, client.lease_keep_alive(lease)).await {
+            Ok(Ok(_)) => last_renewed = Some(attempt),
+            _ => {
+                refused += 1;
+                tokio::time::sleep(BACKOFF).await;
+            }
+        }
+    }
+    assert!(refused > 0, "the leader kept renewing for {WATCH_FOR:?} without a quorum");
+    if let Some(at) = last_renewed {
+        assert!(at - lost <= bound, "a renewal sent {:?} after the quorum was lost succeeded", at - lost);
+    }
 }
 
 /// Cairn only (etcd 3.4 and 3.5 checkpoint every 5 minutes at best): with checkpoints every

@@ -92,10 +92,13 @@ impl Node {
 }
 
 impl Shared {
-    /// Renews a lease on this member, which must lead. It first applies everything committed,
-    /// so a lease granted or revoked by an earlier leader is known.
+    /// Renews a lease on this member, which must lead. It first makes sure that it still leads
+    /// and has applied everything committed (so a lease granted or revoked by an earlier leader
+    /// is known): by a read-index round, unless one confirmed both recently enough.
     async fn renew_local(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
-        self.read_barrier().await?;
+        if !self.leadership_fresh() {
+            self.read_barrier().await?;
+        }
         let ttl = match self.lessor.renew(id)? {
             None => 0,
             Some(renewal) => {
@@ -106,6 +109,37 @@ impl Shared {
             }
         };
         Ok(LeaseKeepAliveResponse { header: None, id, ttl })
+    }
+
+    /// Whether a read-index round of this member's current term confirmed its leadership less
+    /// than `renew_window` ago, and everything up to that round's index is applied.
+    ///
+    /// Why a renewal may then skip a round of its own: a quorum answered heartbeats sent after
+    /// `at`, so any other leader is elected after `at` (a member that answered us votes for a
+    /// rival only afterwards). A new leader starts every lease clock when it takes over, extended
+    /// by an election timeout (`Lessor::promote`), so a renewal here before `at + renew_window`
+    /// (half an election timeout) never outlives the lease at the new leader. A leader cut off
+    /// from its quorum, or whose raft core is stuck (etcd issue 15247), completes no more rounds
+    /// and stops renewing once the window has passed. etcd skips its own leadership check the
+    /// same way while its raft loop is live (etcd PR 18428, in 3.4 and 3.5 since 2024).
+    fn leadership_fresh(&self) -> bool {
+        let Some(confirmed) = *self.confirmed.lock().unwrap_or_else(|e| e.into_inner()) else {
+            return false;
+        };
+        if confirmed.at.elapsed() >= self.renew_window || *self.applied.borrow() < confirmed.index {
+            return false;
+        }
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader && m.current_term == confirmed.term
+    }
+
+    /// Records a read-index round that this member led and a quorum answered.
+    pub(super) fn confirm_leadership(&self, round: Confirmed) {
+        let mut confirmed = self.confirmed.lock().unwrap_or_else(|e| e.into_inner());
+        if confirmed.is_none_or(|c| c.at < round.at) {
+            *confirmed = Some(round);
+        }
     }
 
     async fn time_to_live_local(&self, req: LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
@@ -135,6 +169,15 @@ impl Shared {
         self.propose_here(vec![Command { op: Some(command::Op::LeaseCheckpoint(LeaseCheckpointRequest { checkpoints })) }]);
     }
 
+}
+
+/// A read-index round that confirmed this member's leadership: in which term, when its
+/// heartbeats went out, and the index it read.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Confirmed {
+    pub term: u64,
+    pub at: Instant,
+    pub index: u64,
 }
 
 /// The leader's lessor duties: promote and demote with leadership, revoke expired leases and

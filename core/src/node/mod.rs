@@ -156,6 +156,11 @@ struct Shared {
     timeout: Duration,
     /// `--initial-cluster-token`, hashed into the IDs of added members.
     token: String,
+    /// The newest read-index round that confirmed this member's leadership; keep-alives
+    /// arriving soon after it are renewed without a round of their own (`renew_local`).
+    confirmed: std::sync::Mutex<Option<leases::Confirmed>>,
+    /// How long after such a round that holds: half an election timeout.
+    renew_window: Duration,
 }
 
 pub struct Node {
@@ -299,6 +304,8 @@ impl Node {
             reads,
             timeout: config.request_timeout,
             token: config.cluster_token.clone(),
+            confirmed: std::sync::Mutex::new(None),
+            renew_window: config.election_timeout / 2,
         });
         tokio::spawn(run_proposer(shared.clone(), proposal_rx));
         tokio::spawn(run_read_index(shared.clone(), read_rx));
@@ -717,8 +724,16 @@ impl Shared {
     }
 
     async fn leader_read_index(&self) -> Result<u64> {
+        // Taken before the heartbeats go out: a quorum's answers prove this member led at
+        // least until then.
+        let started = Instant::now();
+        let term = self.raft.metrics().borrow().current_term;
         match self.raft.get_read_log_id().await {
-            Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |l| l.index)),
+            Ok((read_log_id, _)) => {
+                let index = read_log_id.map_or(0, |l| l.index);
+                self.confirm_leadership(leases::Confirmed { term, at: started, index });
+                Ok(index)
+            }
             Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_))) => Err(Error::NotLeader),
             Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_))) => Err(Error::Timeout),
             Err(RaftError::Fatal(_)) => Err(Error::Stopped),
