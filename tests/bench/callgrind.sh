@@ -10,8 +10,8 @@
 # /tmp/cairn-callgrind) for callgrind_annotate. Ports: $CLIENT_PORT and $PEER_PORT.
 set -euo pipefail
 TARGET=${CARGO_TARGET_DIR:-$HOME/.cache/cairn/target}
-BIN=${1:-$TARGET/release/cairn}
-shift || true
+BIN=$TARGET/release/cairn
+if [ $# -gt 0 ] && [ "$1" != "--" ]; then BIN=$1; shift; fi
 [ "${1:-}" = "--" ] && shift
 [ $# -gt 0 ] || { echo "usage: $0 [cairn binary] -- <cairn-bench workload and options>" >&2; exit 2; }
 BENCH=${CAIRN_BENCH_BIN:-$TARGET/release/cairn-bench}
@@ -28,6 +28,7 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT/callgrin
 PID=$!
 trap 'kill $PID 2>/dev/null || true' EXIT
 for _ in $(seq 300); do
+  kill -0 $PID 2>/dev/null || { echo "the member exited:" >&2; cat "$OUT/member.log" >&2; exit 1; }
   ETCDCTL_API=3 etcdctl --endpoints "$CLIENT" --dial-timeout=1s put cairn-callgrind ready > /dev/null 2>&1 && break
   sleep 0.2
 done
