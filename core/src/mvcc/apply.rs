@@ -281,7 +281,7 @@ impl<'a> Applier<'a> {
         row.push(tag);
         kv.encode(&mut row).expect("a Vec grows as needed");
         self.db.put(&mut self.batch, Table::KvRev, &codec::rev_key(rev), &row);
-        self.db.put(&mut self.batch, Table::KeyIndex, &codec::index_key(&kv.key, rev), &[tag]);
+        self.db.put_index(&mut self.batch, &kv.key, rev, tag);
     }
 
     fn delete_keys(&mut self, main: i64, sub: &mut i64, range: &KeyRange) -> Result<Vec<KeyValue>> {

@@ -7,7 +7,7 @@ mod overlay;
 mod read;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use prost::Message;
 use cairn_proto::etcdserverpb::{AlarmMember, AlarmResponse, AlarmType, RangeRequest, RangeResponse, TxnRequest, TxnResponse};
@@ -66,6 +66,10 @@ pub struct Mvcc {
     alarms: RwLock<Vec<AlarmMember>>,
     /// Whether `alarms` holds a NOSPACE alarm (checked on every write).
     no_space: AtomicBool,
+    /// Held by `apply`: the applier reads the live database, whose map of newest rows is exact
+    /// only between writes (storage/newest.rs). The state machine applies one entry at a time
+    /// anyway; the lock makes that a property of this type rather than of its caller.
+    applying: Mutex<()>,
 }
 
 fn meta_i64(db: &StateDb, key: &[u8]) -> Result<Option<i64>> {
@@ -74,12 +78,14 @@ fn meta_i64(db: &StateDb, key: &[u8]) -> Result<Option<i64>> {
 
 impl Mvcc {
     pub fn new(db: StateDb) -> Result<Mvcc> {
+        db.index_newest()?;
         let mvcc = Mvcc {
             db: RwLock::new(Arc::new(db)),
             current_rev: AtomicI64::new(FIRST_REVISION),
             compact_rev: AtomicI64::new(0),
             alarms: RwLock::default(),
             no_space: AtomicBool::new(false),
+            applying: Mutex::new(()),
         };
         mvcc.load_revisions()?;
         Ok(mvcc)
@@ -110,6 +116,7 @@ impl Mvcc {
 
     /// Swaps in a new state database (a raft snapshot was installed).
     pub fn replace(&self, db: StateDb) -> Result<()> {
+        db.index_newest()?;
         *self.db.write().expect("the state lock is never poisoned") = Arc::new(db);
         self.load_revisions()
     }
@@ -178,6 +185,7 @@ impl Mvcc {
     /// Runs `f` with an applier over the current state, then writes everything it did in one
     /// batch and publishes the new revision.
     pub(crate) fn apply<T>(&self, f: impl FnOnce(&mut Applier<'_>) -> T) -> Result<(T, Effects)> {
+        let _applying = self.applying.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let db = self.db();
         let mut applier = Applier::new(&db, self.current_revision(), self.compact_revision()).with_alarms(self.alarms());
         let out = f(&mut applier);

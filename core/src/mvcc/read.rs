@@ -12,7 +12,7 @@ use super::keys::KeyRange;
 use super::overlay::Overlay;
 use crate::error::{Error, Result};
 use crate::storage::codec::{self, Revision, TAG_TOMBSTONE};
-use crate::storage::StateRead;
+use crate::storage::{Lookup, StateRead};
 
 /// A live key found at the read revision, before its value is fetched.
 #[derive(Debug, Clone)]
@@ -33,6 +33,22 @@ fn scan_live<S: StateRead + ?Sized>(src: &S, range: &KeyRange, rev: i64, mut f: 
     if range.is_empty() {
         return Ok(());
     }
+    // One key whose newest version is at or below `rev`: that version is the visible one, and
+    // the map of newest rows knows it without a seek, as it knows (for the applier) a key that
+    // has none. Otherwise (an older read, or a key the map cannot vouch for) the index decides.
+    let single = range.is_single_key();
+    if single {
+        match src.newest(&range.start) {
+            Lookup::Known(at, tag) if at.main <= rev => {
+                if tag != TAG_TOMBSTONE {
+                    f(&codec::escaped(&range.start), at);
+                }
+                return Ok(());
+            }
+            Lookup::Absent => return Ok(()),
+            Lookup::Known(..) | Lookup::Unknown => {}
+        }
+    }
     let upper = range.end.as_deref().map(codec::escaped);
     let mut cursor = src.index_cursor(upper);
     cursor.seek(&codec::escaped(&range.start));
@@ -40,7 +56,6 @@ fn scan_live<S: StateRead + ?Sized>(src: &S, range: &KeyRange, rev: i64, mut f: 
     // key can have many versions, so skipping seeks past them rather than stepping through.
     let mut decided: Option<Vec<u8>> = None;
     // One key has one visible version: once it is decided there is nothing left to step over.
-    let single = range.is_single_key();
     while let Some((raw, tag)) = cursor.current() {
         let (esc, at) = codec::split_index_key(raw).ok_or_else(|| Error::Storage("corrupt key_index row".into()))?;
         if decided.as_deref() == Some(esc) {

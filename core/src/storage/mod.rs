@@ -4,6 +4,9 @@
 pub mod codec;
 pub mod layout;
 pub mod names;
+mod newest;
+
+pub use newest::Lookup;
 
 use std::path::Path;
 
@@ -15,6 +18,7 @@ use rocksdb::{
 use crate::error::{Error, Result};
 use codec::{Revision, REV_KEY_LEN};
 use names::*;
+use newest::{Change, Newest};
 
 impl From<rocksdb::Error> for Error {
     fn from(e: rocksdb::Error) -> Self {
@@ -140,12 +144,15 @@ impl RaftDb {
 /// The state database: the MVCC store, leases and the applied position.
 pub struct StateDb {
     db: DB,
+    /// Each key's newest `key_index` row, once `index_newest` has built it.
+    newest: Newest,
 }
 
 /// A consistent read view of the state database.
 pub struct StateView<'a> {
     db: &'a DB,
     snap: SnapshotWithThreadMode<'a, DB>,
+    newest: &'a Newest,
 }
 
 /// A cursor over `key_index`.
@@ -173,6 +180,9 @@ impl IndexCursor<'_> {
 /// Reads shared by the live database (apply) and a snapshot view (client reads).
 pub trait StateRead {
     fn index_cursor(&self, upper: Option<Vec<u8>>) -> IndexCursor<'_>;
+    /// What the in-memory map of newest rows says of the user key `key`. A `Known` row may be
+    /// newer than a view (never older); only the live database says `Absent` (`newest.rs`).
+    fn newest(&self, key: &[u8]) -> Lookup;
     fn kv_get(&self, rev: Revision) -> Result<Option<Vec<u8>>>;
     fn kv_multi_get(&self, revs: &[Revision]) -> Result<Vec<Option<Vec<u8>>>>;
     /// Calls `f(revision, row)` for every `kv_rev` row with main revision in `[from, to]`, in
@@ -210,6 +220,13 @@ impl StateRead for StateView<'_> {
     fn index_cursor(&self, upper: Option<Vec<u8>>) -> IndexCursor<'_> {
         IndexCursor { it: self.snap.raw_iterator_cf_opt(cf(self.db, CF_KEY_INDEX), index_read_options(upper)) }
     }
+    fn newest(&self, key: &[u8]) -> Lookup {
+        match self.newest.get(key) {
+            // The key may have been compacted away after this view was taken.
+            Lookup::Absent => Lookup::Unknown,
+            known => known,
+        }
+    }
     fn kv_get(&self, rev: Revision) -> Result<Option<Vec<u8>>> {
         Ok(self.snap.get_cf(cf(self.db, CF_KV_REV), codec::rev_key(rev))?)
     }
@@ -225,6 +242,10 @@ impl StateRead for StateView<'_> {
 impl StateRead for StateDb {
     fn index_cursor(&self, upper: Option<Vec<u8>>) -> IndexCursor<'_> {
         IndexCursor { it: self.db.raw_iterator_cf_opt(cf(&self.db, CF_KEY_INDEX), index_read_options(upper)) }
+    }
+    /// Exact, as the live database is read only by the applier, between its writes.
+    fn newest(&self, key: &[u8]) -> Lookup {
+        self.newest.get(key)
     }
     fn kv_get(&self, rev: Revision) -> Result<Option<Vec<u8>>> {
         Ok(self.db.get_cf(cf(&self.db, CF_KV_REV), codec::rev_key(rev))?)
@@ -242,6 +263,8 @@ impl StateRead for StateDb {
 #[derive(Default)]
 pub struct StateBatch {
     batch: WriteBatch,
+    /// What the batch does to `key_index`, for the newest-row map (only while it is built).
+    index: Vec<Change>,
 }
 
 impl StateBatch {
@@ -281,11 +304,27 @@ impl Table {
 
 impl StateDb {
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(StateDb { db: open(path, &STATE_CFS)? })
+        Ok(StateDb { db: open(path, &STATE_CFS)?, newest: Newest::default() })
+    }
+
+    /// Builds the in-memory map of each key's newest `key_index` row (a scan of the whole
+    /// index), after which one-key reads at or above a key's newest revision skip the seek. Done
+    /// for the live database only: a copy opened to be dumped or restored has no use for it.
+    pub fn index_newest(&self) -> Result<()> {
+        let mut builder = newest::Builder::default();
+        let mut it = self.db.raw_iterator_cf(cf(&self.db, CF_KEY_INDEX));
+        it.seek_to_first();
+        while let Some((k, v)) = it.item() {
+            builder.row(k, v.first().copied().unwrap_or(codec::TAG_PUT))?;
+            it.next();
+        }
+        it.status()?;
+        self.newest.install(builder);
+        Ok(())
     }
 
     pub fn view(&self) -> StateView<'_> {
-        StateView { db: &self.db, snap: self.db.snapshot() }
+        StateView { db: &self.db, snap: self.db.snapshot(), newest: &self.newest }
     }
 
     pub fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -293,17 +332,44 @@ impl StateDb {
     }
 
     pub fn put(&self, batch: &mut StateBatch, table: Table, key: &[u8], value: &[u8]) {
+        if table == Table::KeyIndex && self.newest.enabled() {
+            batch.index.push(Change::of_row(key, Some(value.first().copied().unwrap_or(codec::TAG_PUT))));
+        }
         batch.batch.put_cf(cf(&self.db, table.name()), key, value);
     }
 
+    /// Writes the `key_index` row of the user key `key` at `rev` (what `put` would do with the
+    /// encoded row, without decoding the key back for the newest-row map).
+    pub fn put_index(&self, batch: &mut StateBatch, key: &[u8], rev: Revision, tag: u8) {
+        if self.newest.enabled() {
+            batch.index.push(Change::Put { key: key.into(), rev, tag });
+        }
+        batch.batch.put_cf(cf(&self.db, CF_KEY_INDEX), codec::index_key(key, rev), [tag]);
+    }
+
     pub fn delete(&self, batch: &mut StateBatch, table: Table, key: &[u8]) {
+        if table == Table::KeyIndex && self.newest.enabled() {
+            batch.index.push(Change::of_row(key, None));
+        }
         batch.batch.delete_cf(cf(&self.db, table.name()), key);
     }
 
     /// Applies a batch. Not synced: the raft log is the durable record, and the applied index
     /// travels in the same batch, so a lost tail is re-applied at start.
+    ///
+    /// The batch's `key_index` changes reach the newest-row map first: a reader may find a row
+    /// there before RocksDB has it (and then seeks, as it is above its read revision), never
+    /// after. If the write fails the map may be ahead for good, so it stops answering.
     pub fn write(&self, batch: StateBatch) -> Result<()> {
-        Ok(self.db.write(batch.batch)?)
+        let staged = !batch.index.is_empty();
+        if staged {
+            self.newest.stage(batch.index);
+        }
+        let written = self.db.write(batch.batch);
+        if written.is_err() && staged {
+            self.newest.disable();
+        }
+        Ok(written?)
     }
 
     /// Every `(key, value)` of `table` with `start <= key < end`, in order, in chunks handed to `f`
@@ -372,6 +438,9 @@ impl StateDb {
 
     /// Deletes the rows of `table` with key in `[start, end)` (compaction of whole ranges).
     pub fn delete_range(&self, batch: &mut StateBatch, table: Table, start: &[u8], end: &[u8]) {
+        if table == Table::KeyIndex && self.newest.enabled() {
+            batch.index.push(Change::Unknown);
+        }
         batch.batch.delete_range_cf(cf(&self.db, table.name()), start, end);
     }
 }
