@@ -14,7 +14,6 @@
 //! there the map is exact, and a key it does not hold has no row at all (a put of a new key
 //! skips its seek too).
 
-use std::collections::hash_map::Entry;
 use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::RwLock;
@@ -167,19 +166,14 @@ impl Newest {
         for change in changes {
             match change {
                 Change::Put { key, rev, tag } => {
-                    let mut shard = self.shard(&key).write().expect("the newest-row lock is never poisoned");
                     let Some(row) = Row::new(rev, tag) else {
                         self.disable();
                         continue;
                     };
-                    match shard.entry(key) {
-                        Entry::Occupied(e) if e.get().rev() >= rev => {}
-                        Entry::Occupied(mut e) => {
-                            e.insert(row);
-                        }
-                        Entry::Vacant(e) => {
-                            e.insert(row);
-                        }
+                    let mut shard = self.shard(&key).write().expect("the newest-row lock is never poisoned");
+                    let newest = shard.entry(key).or_insert(row);
+                    if newest.rev() < rev {
+                        *newest = row;
                     }
                 }
                 // Deleting an older row leaves the newest where it is; deleting the newest
