@@ -2,8 +2,9 @@
 //! openraft hears that it is durable (reference/architecture-anchors.md §1.4, pitfall 1).
 //!
 //! An append is written at once, unsynced, so its entries are readable (and replicable) before
-//! they are durable; a syncer thread then fsyncs the write-ahead log and only then reports the
-//! append flushed. Appends that arrive while a sync runs share the next one (group commit).
+//! they are durable; a syncer thread then fsyncs the log's segment file (`storage/wal.rs`) and
+//! only then reports the append flushed. Appends that arrive while a sync runs share the next
+//! one (group commit).
 //!
 //! The newest entries also stay in memory, as appended (`LogCache`): replicating them to the
 //! followers and applying them read them from there instead of decoding them back from RocksDB.
@@ -248,7 +249,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
-/// Fsyncs the log's write-ahead log for every append handed over, one sync for all that are
+/// Fsyncs the log for every append handed over, one sync for all that are
 /// waiting, then reports each of them in order. Ends when every store handle is gone.
 fn run_syncer(db: &RaftDb, pending: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = pending.recv() {

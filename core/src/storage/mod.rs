@@ -5,20 +5,21 @@ pub mod codec;
 pub mod layout;
 pub mod names;
 mod newest;
+mod wal;
 
 pub use newest::Lookup;
 
 use std::path::Path;
 
 use rocksdb::{
-    checkpoint::Checkpoint, BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Direction,
-    IteratorMode, Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB,
+    checkpoint::Checkpoint, BlockBasedOptions, ColumnFamily, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Options, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::{Error, Result};
 use codec::{Revision, REV_KEY_LEN};
 use names::*;
 use newest::{Change, Newest};
+use wal::Wal;
 
 impl From<rocksdb::Error> for Error {
     fn from(e: rocksdb::Error) -> Self {
@@ -62,14 +63,56 @@ fn synced() -> WriteOptions {
     wo
 }
 
-/// The raft database: log entries and the vote, every write fsynced before it returns.
+/// The raft database: the vote and the log's metadata in RocksDB, every write fsynced before
+/// it returns, and the log's entries in segment files (`wal.rs`), durable after `sync`.
 pub struct RaftDb {
     db: DB,
+    wal: Wal,
 }
 
 impl RaftDb {
     pub fn open(path: &Path) -> Result<Self> {
-        Ok(RaftDb { db: open(path, &RAFT_CFS)? })
+        Self::open_with(path, wal::SEGMENT_BYTES)
+    }
+
+    fn open_with(path: &Path, segment_bytes: u64) -> Result<Self> {
+        let db = open(path, &RAFT_CFS)?;
+        let purged = db.get_cf(cf(&db, CF_RAFT_META), META_PURGED_INDEX)?.map(|raw| codec::read_u64(&raw).ok_or_else(|| Error::Storage("corrupt purge index".into()))).transpose()?;
+        let wal = Wal::open(&path.join(WAL_DIR), purged, segment_bytes)?;
+        let raft = RaftDb { db, wal };
+        raft.move_rocksdb_log()?;
+        Ok(raft)
+    }
+
+    /// Moves the entries a data dir written before the segment log kept in RocksDB into
+    /// segments, then deletes them there. Until that delete, RocksDB's copy is the log: a move
+    /// cut short by a crash starts over.
+    fn move_rocksdb_log(&self) -> Result<()> {
+        let log = cf(&self.db, CF_RAFT_LOG);
+        let mut iter = self.db.raw_iterator_cf(log);
+        iter.seek_to_first();
+        if !iter.valid() {
+            return iter.status().map_err(Error::from);
+        }
+        self.wal.clear()?;
+        let mut batch = Vec::new();
+        while let Some((k, v)) = iter.item() {
+            let index = codec::read_u64(k).ok_or_else(|| Error::Storage("corrupt raft log key".into()))?;
+            batch.push((index, v.to_vec()));
+            if batch.len() == 1024 {
+                self.wal.append(&std::mem::take(&mut batch))?;
+            }
+            iter.next();
+        }
+        iter.status()?;
+        self.wal.append(&batch)?;
+        self.wal.sync()?;
+        let mut delete = WriteBatch::default();
+        delete.delete_range_cf(log, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
+        delete.delete_cf(log, u64::MAX.to_be_bytes());
+        self.db.write_opt(delete, &synced())?;
+        tracing::info!("raft log: moved from RocksDB into segment files");
+        Ok(())
     }
 
     pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -85,59 +128,38 @@ impl RaftDb {
         Ok(self.db.put_cf(cf(&self.db, CF_RAFT_META), key, value)?)
     }
 
-    /// Appends log entries in one batch, readable at once but durable only after `sync`.
+    /// Appends log entries, readable at once but durable only after `sync`.
     pub fn append(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
-        let log = cf(&self.db, CF_RAFT_LOG);
-        let mut batch = WriteBatch::default();
-        for (index, data) in entries {
-            batch.put_cf(log, index.to_be_bytes(), data);
-        }
-        Ok(self.db.write(batch)?)
+        self.wal.append(entries)
     }
 
-    /// Fsyncs every write made so far.
+    /// Fsyncs every append made so far.
     pub fn sync(&self) -> Result<()> {
-        Ok(self.db.flush_wal(true)?)
+        self.wal.sync()
     }
 
-    /// Deletes every entry with index >= `from`.
+    /// Deletes every entry with index >= `from`, durably.
     pub fn truncate_from(&self, from: u64) -> Result<()> {
-        let log = cf(&self.db, CF_RAFT_LOG);
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(log, from.to_be_bytes(), u64::MAX.to_be_bytes());
-        batch.delete_cf(log, u64::MAX.to_be_bytes());
-        Ok(self.db.write_opt(batch, &synced())?)
+        self.wal.truncate(from)
     }
 
-    /// Records the purge point and deletes every entry with index <= `upto`, atomically.
+    /// Records the purge point (durably), then deletes every entry with index <= `upto`.
     pub fn purge_upto(&self, upto: u64, last_purged: &[u8]) -> Result<()> {
+        let meta = cf(&self.db, CF_RAFT_META);
         let mut batch = WriteBatch::default();
-        batch.put_cf(cf(&self.db, CF_RAFT_META), META_LAST_PURGED, last_purged);
-        batch.delete_range_cf(cf(&self.db, CF_RAFT_LOG), 0u64.to_be_bytes(), (upto + 1).to_be_bytes());
-        Ok(self.db.write_opt(batch, &synced())?)
+        batch.put_cf(meta, META_LAST_PURGED, last_purged);
+        batch.put_cf(meta, META_PURGED_INDEX, upto.to_be_bytes());
+        self.db.write_opt(batch, &synced())?;
+        self.wal.purge(upto)
     }
 
     /// Entries with index in `[start, end)`, in order.
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-        let mut out = Vec::new();
-        let iter = self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::From(&start.to_be_bytes(), Direction::Forward));
-        for item in iter {
-            let (k, v) = item?;
-            let index = codec::read_u64(&k).ok_or_else(|| Error::Storage("corrupt raft log key".into()))?;
-            if index >= end {
-                break;
-            }
-            out.push((index, v.into_vec()));
-        }
-        Ok(out)
+        self.wal.entries(start, end)
     }
 
     pub fn last_entry(&self) -> Result<Option<Vec<u8>>> {
-        let mut iter = self.db.iterator_cf(cf(&self.db, CF_RAFT_LOG), IteratorMode::End);
-        match iter.next() {
-            Some(item) => Ok(Some(item?.1.into_vec())),
-            None => Ok(None),
-        }
+        self.wal.last()
     }
 }
 
@@ -446,3 +468,38 @@ impl StateDb {
 }
 
 pub const REV_KEY_SIZE: usize = REV_KEY_LEN;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_kept_in_rocksdb_moves_into_segments() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rows: Vec<(u64, Vec<u8>)> = (3..2500).map(|i| (i, format!("entry {i}").into_bytes())).collect();
+        {
+            let db = open(dir.path(), &RAFT_CFS).expect("open");
+            let mut batch = WriteBatch::default();
+            for (index, raw) in &rows {
+                batch.put_cf(cf(&db, CF_RAFT_LOG), index.to_be_bytes(), raw);
+            }
+            db.write(batch).expect("write");
+        }
+        {
+            // A segment left by a move cut short: the move starts over.
+            let wal = Wal::open(&dir.path().join(WAL_DIR), None, 4096).expect("open the segments");
+            wal.append(&rows[..10]).expect("append");
+        }
+        let raft = RaftDb::open_with(dir.path(), 4096).expect("open and move");
+        assert_eq!(raft.entries(0, u64::MAX).expect("read"), rows);
+        assert!(raft.db.iterator_cf(cf(&raft.db, CF_RAFT_LOG), rocksdb::IteratorMode::Start).next().is_none(), "RocksDB's copy is gone");
+        drop(raft);
+        let raft = RaftDb::open_with(dir.path(), 4096).expect("reopen");
+        assert_eq!(raft.entries(0, u64::MAX).expect("read"), rows);
+        assert_eq!(raft.last_entry().expect("last"), rows.last().map(|(_, raw)| raw.clone()));
+        raft.purge_upto(2000, b"meta").expect("purge");
+        drop(raft);
+        let raft = RaftDb::open_with(dir.path(), 4096).expect("reopen after a purge");
+        assert_eq!(raft.entries(0, u64::MAX).expect("read"), rows[1998..].to_vec(), "the purge point is read back at open");
+    }
+}

@@ -1,6 +1,8 @@
 //! Every column-family and meta-key name, in one place (see DESIGN.md "Storage").
 
-/// The raft database (`<data-dir>/raft`): written with sync, like etcd's `wal/`.
+/// The raft database (`<data-dir>/raft`): written with sync, like etcd's `wal/`. The log's
+/// entries live in segment files beside it (`wal.rs`); `raft_log` is read only to move the
+/// entries of a data dir written before them.
 pub const CF_RAFT_LOG: &str = "raft_log";
 pub const CF_RAFT_META: &str = "raft_meta";
 pub const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_META];
@@ -8,6 +10,8 @@ pub const RAFT_CFS: [&str; 2] = [CF_RAFT_LOG, CF_RAFT_META];
 pub const META_VOTE: &[u8] = b"vote";
 pub const META_COMMITTED: &[u8] = b"committed";
 pub const META_LAST_PURGED: &[u8] = b"last_purged";
+/// The index of `META_LAST_PURGED`, as 8 bytes big-endian, for the segment log to read at open.
+pub const META_PURGED_INDEX: &[u8] = b"purged_index";
 /// This member's identity: written once at bootstrap and read back on every restart.
 pub const META_IDENTITY: &[u8] = b"identity";
 
@@ -33,4 +37,6 @@ pub const META_PENDING_VOTERS: &[u8] = b"pending_voters";
 /// raft snapshot is installed.
 pub const STATE_POINTER: &str = "state.current";
 pub const RAFT_DIR: &str = "raft";
+/// The raft log's segment files, inside `RAFT_DIR`.
+pub const WAL_DIR: &str = "wal";
 pub const SNAPSHOT_DIR: &str = "snapshots";
