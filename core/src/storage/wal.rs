@@ -13,9 +13,10 @@
 //!
 //! and a segment's records end at the first all-zero header. A segment is named by the index of
 //! its first entry (`{first:020}.wal`), and the entries of all segments, oldest first, are
-//! consecutive. On open, a record that does not check (a write cut short by a crash, never
-//! acknowledged as durable) ends the log: it and whatever follows are zeroed, so that later
-//! appends cannot be followed by leftovers of older ones.
+//! consecutive. On open, a record that does not check in the newest segment (a write cut short
+//! by a crash, never acknowledged as durable) ends the log: it and whatever follows are zeroed,
+//! so that later appends cannot be followed by leftovers of older ones. In an older segment,
+//! which was synced whole before the next one began, it is damage, and the open fails.
 //!
 //! Entries at or below the purge point are never read; a segment is deleted once all of its
 //! entries are purged and it is not the one being written.
@@ -121,9 +122,17 @@ impl Wal {
             }
         }
         named.sort();
+        // Segments before the newest one that starts at or below the purge point hold only
+        // purged entries.
+        if let Some(keep) = purged.and_then(|p| named.iter().rposition(|(first, _)| *first <= p + 1)) {
+            for (_, path) in named.drain(..keep) {
+                fs::remove_file(&path).map_err(|e| io("remove", &path, e))?;
+            }
+        }
+        let count = named.len();
         let mut log = Log { segments: VecDeque::new(), purged };
         let mut cut = false;
-        for (first, path) in named {
+        for (k, (first, path)) in named.into_iter().enumerate() {
             if cut {
                 // Past the end of the log: a segment that followed a record cut short, or one
                 // that does not continue the entries before it.
@@ -132,12 +141,6 @@ impl Wal {
                 continue;
             }
             let file = OpenOptions::new().read(true).write(true).open(&path).map_err(|e| io("open", &path, e))?;
-            if purged.is_some_and(|p| first <= p + 1) {
-                // Every entry before this segment is purged.
-                for old in log.segments.drain(..) {
-                    fs::remove_file(&old.path).map_err(|e| io("remove", &old.path, e))?;
-                }
-            }
             if log.segments.back().is_some_and(|prev| prev.next() != first) {
                 cut = true;
                 tracing::warn!("raft log: removing {}, which does not continue the log", path.display());
@@ -145,6 +148,11 @@ impl Wal {
                 continue;
             }
             let (offsets, end, whole) = scan(&file, first).map_err(|e| io("read", &path, e))?;
+            if !whole && k + 1 < count {
+                // A segment was synced whole before the next one was started: this is not a
+                // write cut short but damage, and what follows it was acknowledged.
+                return Err(Error::Storage(format!("raft log: {} is corrupt at byte {end}, before the segments after it", path.display())));
+            }
             if !whole {
                 cut = true;
                 tracing::warn!("raft log: {} ends in a record cut short at byte {end}; the log ends before it", path.display());
@@ -274,29 +282,27 @@ impl Wal {
         self.remove_purged(&mut log)
     }
 
-    /// The encoded entries with index in `[start, end)`, in order.
+    /// The encoded entries with index in `[start, end)`, in order. Read under the lock, so that
+    /// a truncation cannot zero what is being read (the newest entries are read from the log
+    /// store's cache, so this is the rare path: a lagging follower, a replay at start).
     pub fn entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>> {
-        let mut spans = Vec::new();
-        {
-            let log = self.log();
-            let start = start.max(log.first_unpurged());
-            for s in &log.segments {
-                let (from, to) = (start.max(s.first), end.min(s.next()));
-                if from < to {
-                    spans.push((s.file.clone(), s.path.clone(), from, to, s.span(from, to)));
-                }
-            }
-        }
+        let log = self.log();
+        let start = start.max(log.first_unpurged());
         let mut out = Vec::new();
-        for (file, path, from, to, (lo, hi)) in spans {
+        for s in &log.segments {
+            let (from, to) = (start.max(s.first), end.min(s.next()));
+            if from >= to {
+                continue;
+            }
+            let (lo, hi) = s.span(from, to);
             let mut raw = vec![0; (hi - lo) as usize];
-            file.read_exact_at(&mut raw, lo).map_err(|e| io("read", &path, e))?;
+            s.file.read_exact_at(&mut raw, lo).map_err(|e| io("read", &s.path, e))?;
             let mut rest = &raw[..];
             for index in from..to {
                 let (len, sum, at) = if rest.len() >= HEADER { header(rest) } else { (0, 0, u64::MAX) };
                 let payload = rest.get(HEADER..HEADER + len).filter(|p| at == index && checksum(index, p) == sum);
                 let Some(payload) = payload else {
-                    return Err(Error::Storage(format!("raft log: entry {index} in {} is corrupt", path.display())));
+                    return Err(Error::Storage(format!("raft log: entry {index} in {} is corrupt", s.path.display())));
                 };
                 out.push((index, payload.to_vec()));
                 rest = &rest[HEADER + len..];
@@ -488,6 +494,25 @@ mod tests {
         drop(wal);
         let wal = Wal::open(dir.path(), None, 1 << 16).expect("reopen again");
         assert_eq!(indexes(&wal), (0..41).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn damage_is_an_error_where_it_cannot_be_a_write_cut_short() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let wal = Wal::open(dir.path(), None, SMALL).expect("open");
+        for chunk in rows(0..200).chunks(5) {
+            wal.append(chunk).expect("append");
+        }
+        let (lo, _) = wal.log().segments[0].span(3, 4);
+        let path = dir.path().join(format!("{:020}.wal", 0));
+        let file = OpenOptions::new().write(true).open(&path).expect("open segment");
+        file.write_all_at(b"rot", lo + HEADER as u64).expect("damage entry 3");
+        let read = wal.entries(0, 10).expect_err("a damaged entry is not returned");
+        assert!(read.to_string().contains("entry 3"), "{read}");
+        drop(wal);
+        let opened = Wal::open(dir.path(), None, SMALL).err().expect("a damaged sealed segment stops the open");
+        assert!(opened.to_string().contains("corrupt"), "{opened}");
+        assert!(path.exists(), "nothing is removed or zeroed");
     }
 
     #[test]
