@@ -63,6 +63,18 @@ fn header(raw: &[u8]) -> (usize, u32, u64) {
     (u32_at(0) as usize, u32_at(4), u64::from_le_bytes(raw[8..16].try_into().expect("8 bytes")))
 }
 
+/// The payload of the record at the start of `raw`, if it is a whole record of entry `index`
+/// and its checksum holds.
+fn record(raw: &[u8], index: u64) -> Option<&[u8]> {
+    let (len, sum, at) = header(raw.get(..HEADER)?);
+    raw.get(HEADER..HEADER + len).filter(|p| len > 0 && at == index && checksum(index, p) == sum)
+}
+
+/// The file name of the segment whose first entry is `first`.
+fn file_name(first: u64) -> String {
+    format!("{first:020}{SUFFIX}")
+}
+
 struct Segment {
     first: u64,
     path: PathBuf,
@@ -214,7 +226,7 @@ impl Wal {
                 s.file.sync_data().map_err(|e| io("sync", &s.path, e))?;
             }
         }
-        let path = self.dir.join(format!("{first:020}{SUFFIX}"));
+        let path = self.dir.join(file_name(first));
         let file = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path).map_err(|e| io("create", &path, e))?;
         match rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, self.segment_bytes) {
             Ok(()) => {}
@@ -266,10 +278,12 @@ impl Wal {
         if from >= s.next() {
             return Ok(());
         }
-        let (at, _) = s.span(from.max(s.first), s.next());
+        // The loop above leaves a newest segment with `first <= from`.
+        let kept = (from - s.first) as usize;
+        let at = s.offsets[kept];
         zero_range(&s.file, at, s.end).map_err(|e| io("zero", &s.path, e))?;
         s.file.sync_data().map_err(|e| io("sync", &s.path, e))?;
-        s.offsets.truncate((from.max(s.first) - s.first) as usize);
+        s.offsets.truncate(kept);
         s.end = at;
         Ok(())
     }
@@ -299,13 +313,11 @@ impl Wal {
             s.file.read_exact_at(&mut raw, lo).map_err(|e| io("read", &s.path, e))?;
             let mut rest = &raw[..];
             for index in from..to {
-                let (len, sum, at) = if rest.len() >= HEADER { header(rest) } else { (0, 0, u64::MAX) };
-                let payload = rest.get(HEADER..HEADER + len).filter(|p| at == index && checksum(index, p) == sum);
-                let Some(payload) = payload else {
+                let Some(payload) = record(rest, index) else {
                     return Err(Error::Storage(format!("raft log: entry {index} in {} is corrupt", s.path.display())));
                 };
                 out.push((index, payload.to_vec()));
-                rest = &rest[HEADER + len..];
+                rest = &rest[HEADER + payload.len()..];
             }
         }
         Ok(out)
@@ -342,23 +354,23 @@ fn sync_dir(dir: &Path) -> Result<()> {
 fn scan(file: &File, first: u64) -> std::io::Result<(Vec<u64>, u64, bool)> {
     let len = file.metadata()?.len();
     let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let (mut offsets, mut pos, mut head, mut payload) = (Vec::new(), 0u64, [0u8; HEADER], Vec::new());
+    let (mut offsets, mut pos, mut raw) = (Vec::new(), 0u64, vec![0u8; HEADER]);
     loop {
         if pos + HEADER as u64 > len {
             return Ok((offsets, pos, true));
         }
-        reader.read_exact(&mut head)?;
-        if head == [0; HEADER] {
+        raw.resize(HEADER, 0);
+        reader.read_exact(&mut raw)?;
+        if raw.iter().all(|&b| b == 0) {
             return Ok((offsets, pos, true));
         }
-        let (size, sum, index) = header(&head);
-        let expected = first + offsets.len() as u64;
-        if size == 0 || index != expected || pos + (HEADER + size) as u64 > len {
+        let (size, _, _) = header(&raw);
+        if size == 0 || pos + (HEADER + size) as u64 > len {
             return Ok((offsets, pos, false));
         }
-        payload.resize(size, 0);
-        reader.read_exact(&mut payload)?;
-        if checksum(index, &payload) != sum {
+        raw.resize(HEADER + size, 0);
+        reader.read_exact(&mut raw[HEADER..])?;
+        if record(&raw, first + offsets.len() as u64).is_none() {
             return Ok((offsets, pos, false));
         }
         offsets.push(pos);
@@ -440,7 +452,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let wal = Wal::open(dir.path(), None, 1 << 20).expect("open");
         wal.append(&rows(5..10)).expect("append");
-        let path = dir.path().join(format!("{:020}.wal", 5));
+        let path = dir.path().join(file_name(5));
         assert_eq!(fs::metadata(&path).expect("segment").len(), 1 << 20, "the size does not change as records are written");
         // A batch larger than a segment grows the file past its allocation.
         wal.append(&[(10, vec![7; 3 << 20])]).expect("append a large entry");
@@ -481,7 +493,7 @@ mod tests {
         wal.append(&rows(0..50)).expect("append");
         let (lo, _) = wal.log().segments[0].span(40, 41);
         drop(wal);
-        let path = dir.path().join(format!("{:020}.wal", 0));
+        let path = dir.path().join(file_name(0));
         let file = OpenOptions::new().write(true).open(&path).expect("open segment");
         file.write_all_at(b"garbage", lo + HEADER as u64 + 2).expect("corrupt entry 40");
         drop(file);
@@ -504,7 +516,7 @@ mod tests {
             wal.append(chunk).expect("append");
         }
         let (lo, _) = wal.log().segments[0].span(3, 4);
-        let path = dir.path().join(format!("{:020}.wal", 0));
+        let path = dir.path().join(file_name(0));
         let file = OpenOptions::new().write(true).open(&path).expect("open segment");
         file.write_all_at(b"rot", lo + HEADER as u64).expect("damage entry 3");
         let read = wal.entries(0, 10).expect_err("a damaged entry is not returned");
@@ -535,7 +547,7 @@ mod tests {
         assert!(wal.append(&rows(600..601)).is_err(), "a gap past the purge point is refused");
         wal.append(&rows(501..505)).expect("append after the snapshot");
         assert_eq!(indexes(&wal), (501..505).collect::<Vec<_>>());
-        assert_eq!(files(dir.path()), vec![format!("{:020}.wal", 501)]);
+        assert_eq!(files(dir.path()), vec![file_name(501)]);
         drop(wal);
         let wal = Wal::open(dir.path(), Some(500), SMALL).expect("reopen");
         assert_eq!(indexes(&wal), (501..505).collect::<Vec<_>>());
@@ -564,9 +576,9 @@ mod tests {
             let stray = Wal::open(&dir.path().join("stray"), None, SMALL).expect("open");
             stray.append(&rows(20..25)).expect("append");
         }
-        fs::rename(dir.path().join("stray").join(format!("{:020}.wal", 20)), dir.path().join(format!("{:020}.wal", 20))).expect("move");
+        fs::rename(dir.path().join("stray").join(file_name(20)), dir.path().join(file_name(20))).expect("move");
         let wal = Wal::open(dir.path(), None, SMALL).expect("reopen");
         assert_eq!(indexes(&wal), (0..10).collect::<Vec<_>>());
-        assert!(!dir.path().join(format!("{:020}.wal", 20)).exists());
+        assert!(!dir.path().join(file_name(20)).exists());
     }
 }
