@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::lease::{Lessor, DEFAULT_CHECKPOINT_INTERVAL};
 use crate::member::{self, Identity};
 use crate::mvcc::Mvcc;
-use crate::raft::log_store::LogStore;
+use crate::raft::log_store::{InlineSync, LogStore};
 use crate::raft::network::{Network, Peers};
 use crate::raft::replies::{self, Replies};
 pub use crate::raft::network::{error_status, RaftRpc, MAX_PEER_MESSAGE, NOT_LEADER_MESSAGE};
@@ -278,7 +278,9 @@ impl Node {
         let peers = Arc::new(Peers::new(config.peer_tls.clone()));
         let replies = Arc::new(Replies::new(identity.member_id));
         let sm = StateMachine::new(mvcc.clone(), hub.clone(), lessor.clone(), layout.clone(), applied_tx, replies.clone());
-        let raft = Raft::new(identity.member_id, Arc::new(raft_config(&config)?), Network { peers: peers.clone() }, LogStore::new(raft_db), sm)
+        let log_store = LogStore::new(raft_db);
+        let inline_sync = log_store.inline_sync();
+        let raft = Raft::new(identity.member_id, Arc::new(raft_config(&config)?), Network { peers: peers.clone() }, log_store, sm)
             .await
             .map_err(|e| Error::Internal(format!("raft start: {e}")))?;
         let initialized = raft.is_initialized().await.map_err(|e| Error::Internal(e.to_string()))?;
@@ -311,7 +313,7 @@ impl Node {
         tokio::spawn(run_read_index(shared.clone(), read_rx));
         tokio::spawn(hub.run(config.progress_notify_interval));
         tokio::spawn(leases::run_lessor(shared.clone(), config.election_timeout));
-        tokio::spawn(leader::count_leader_changes(shared.raft.server_metrics()));
+        tokio::spawn(leader::watch_role(shared.raft.server_metrics(), inline_sync));
         let me = cairn_proto::etcdserverpb::Member {
             id: identity.member_id,
             name: identity.name.clone(),

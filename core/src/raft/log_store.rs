@@ -6,6 +6,12 @@
 //! only then reports the append flushed. Appends that arrive while a sync runs share the next
 //! one (group commit).
 //!
+//! A follower may instead sync an append on the raft core's own thread, as etcd's raft loop
+//! does (`InlineSync`): it answers the leader only once the append is durable and has nothing
+//! else to do for raft meanwhile, and the two hand-offs to the syncer thread and back each wait
+//! for a sleeping thread to wake, which a put's round trip through the cluster pays in full.
+//! So may a leader with no other voter, which has nothing to overlap its sync with.
+//!
 //! The newest entries also stay in memory, as appended (`LogCache`): replicating them to the
 //! followers and applying them read them from there instead of decoding them back from RocksDB.
 
@@ -16,7 +22,9 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader, Vote};
@@ -32,6 +40,7 @@ pub struct LogStore {
     db: Arc<RaftDb>,
     syncer: Arc<Syncer>,
     cache: Arc<Mutex<LogCache>>,
+    inline: Arc<InlineSync>,
 }
 
 /// The syncer thread and the way to it. Dropped with the last store handle: the thread is
@@ -39,7 +48,57 @@ pub struct LogStore {
 /// reopening its data dir in the same process finds it unlocked).
 struct Syncer {
     pending: Option<std::sync::mpsc::Sender<LogFlushed<TypeConfig>>>,
+    /// Appends handed to the thread and not yet reported flushed.
+    queued: Arc<AtomicUsize>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Whether this member syncs an append on the raft core's thread instead of the syncer's.
+///
+/// A follower does, and a leader with no other voter; a leader of several does not, as its
+/// sync runs beside the replication of the same entries, which openraft starts only once the
+/// append returns. And only while the syncer has nothing in hand, so appends are reported
+/// flushed in order, and while appends come apart: the last one returned at least as long ago
+/// as the last inline sync took. The thread is the member's runtime worker, which also applies,
+/// serves reads and delivers watch events; a member under load gets its appends back to back
+/// and hands every sync to the syncer thread, one whose appends come apart spends at most half
+/// of its time in inline syncs.
+#[derive(Default)]
+pub struct InlineSync {
+    /// Set by the node from raft's metrics: this member follows a leader, or leads alone.
+    allowed: AtomicBool,
+    pace: Mutex<Pace>,
+}
+
+#[derive(Default)]
+struct Pace {
+    /// When the last append returned: after its inline sync, or at once.
+    returned: Option<Instant>,
+    /// How long the last inline sync took; none yet if never.
+    took: Option<Duration>,
+}
+
+impl InlineSync {
+    pub fn allow(&self, allowed: bool) {
+        self.allowed.store(allowed, Ordering::Relaxed);
+    }
+
+    /// Whether an append has been synced inline.
+    #[cfg(test)]
+    pub fn synced_inline(&self) -> bool {
+        self.lock().took.is_some()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.pace.lock().expect("the inline sync lock is never poisoned: nothing panics under it")
+    }
+}
+
+impl Pace {
+    /// Whether an append arriving `now` comes apart from the one before.
+    fn apart(&self, now: Instant) -> bool {
+        self.returned.is_none_or(|returned| now.saturating_duration_since(returned) >= self.took.unwrap_or_default())
+    }
 }
 
 impl Drop for Syncer {
@@ -133,13 +192,38 @@ fn encode<T: serde::Serialize>(subject: ErrorSubject<u64>, v: &T) -> Result<Vec<
 impl LogStore {
     pub fn new(db: Arc<RaftDb>) -> Self {
         let (tx, pending) = std::sync::mpsc::channel();
-        let syncer_db = db.clone();
+        let (syncer_db, queued) = (db.clone(), Arc::new(AtomicUsize::new(0)));
+        let syncer_queued = queued.clone();
         let thread = std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || run_syncer(&syncer_db, &pending))
+            .spawn(move || run_syncer(&syncer_db, &pending, &syncer_queued))
             .expect("a thread can be started at boot");
-        let syncer = Arc::new(Syncer { pending: Some(tx), thread: Some(thread) });
-        LogStore { db, syncer, cache: Arc::default() }
+        let syncer = Arc::new(Syncer { pending: Some(tx), queued, thread: Some(thread) });
+        LogStore { db, syncer, cache: Arc::default(), inline: Arc::default() }
+    }
+
+    /// Whether this member syncs its appends inline, for the node to set as the member's role
+    /// changes.
+    pub fn inline_sync(&self) -> Arc<InlineSync> {
+        self.inline.clone()
+    }
+
+    /// Syncs the log on this thread and reports `callback` flushed, if `InlineSync` allows
+    /// it now; otherwise hands `callback` back.
+    fn sync_inline(&self, callback: LogFlushed<TypeConfig>) -> Option<LogFlushed<TypeConfig>> {
+        let mut pace = self.inline.lock();
+        let started = Instant::now();
+        let inline = self.inline.allowed.load(Ordering::Relaxed) && self.syncer.queued.load(Ordering::Acquire) == 0 && pace.apart(started);
+        if !inline {
+            pace.returned = Some(started);
+            return Some(callback);
+        }
+        let synced = metrics::WAL_FSYNC.time(|| self.db.sync());
+        let ended = Instant::now();
+        *pace = Pace { returned: Some(ended), took: Some(ended - started) };
+        drop(pace);
+        callback.log_io_completed(synced.map_err(|e| std::io::Error::other(e.to_string())));
+        None
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, LogCache> {
@@ -228,8 +312,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.db.append(&rows).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         cache.append(entries.into_iter().zip(rows.iter().map(|(_, raw)| raw.len())).collect());
         drop(cache);
+        let Some(callback) = self.sync_inline(callback) else { return Ok(()) };
+        self.syncer.queued.fetch_add(1, Ordering::Release);
         // The syncer thread outlives every store handle, so the send fails only if it died.
         if let Some(Err(std::sync::mpsc::SendError(callback))) = self.syncer.pending.as_ref().map(|p| p.send(callback)) {
+            self.syncer.queued.fetch_sub(1, Ordering::Release);
             callback.log_io_completed(Err(std::io::Error::other("the raft log is shutting down")));
         }
         Ok(())
@@ -250,15 +337,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 }
 
 /// Fsyncs the log for every append handed over, one sync for all that are
-/// waiting, then reports each of them in order. Ends when every store handle is gone.
-fn run_syncer(db: &RaftDb, pending: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>) {
+/// waiting, then reports each of them in order and takes them off `queued`. Ends when every
+/// store handle is gone.
+fn run_syncer(db: &RaftDb, pending: &std::sync::mpsc::Receiver<LogFlushed<TypeConfig>>, queued: &AtomicUsize) {
     while let Ok(first) = pending.recv() {
         let mut waiting = vec![first];
         waiting.extend(pending.try_iter());
         let synced = metrics::WAL_FSYNC.time(|| db.sync());
+        let reported = waiting.len();
         for callback in waiting {
             callback.log_io_completed(synced.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }
+        queued.fetch_sub(reported, Ordering::Release);
     }
 }
 
@@ -275,6 +365,20 @@ mod tests {
 
     fn indexes(got: Option<Vec<Entry>>) -> Option<Vec<u64>> {
         got.map(|v| v.iter().map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn appends_come_apart_when_the_gap_outlasts_the_last_inline_sync() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let pace = |returned_ago: Option<Duration>, took: Option<Duration>| Pace { returned: returned_ago.map(|ago| now - ago), took };
+        assert!(pace(None, None).apart(now), "the first append");
+        assert!(pace(Some(ms(0)), None).apart(now), "no inline sync yet to space them by");
+        assert!(pace(Some(ms(3)), Some(ms(2))).apart(now));
+        assert!(pace(Some(ms(2)), Some(ms(2))).apart(now));
+        assert!(!pace(Some(ms(1)), Some(ms(2))).apart(now), "back to back: the syncer's");
+        let later = Pace { returned: Some(now + ms(1)), took: Some(ms(1)) };
+        assert!(!later.apart(now), "a return stamped after `now` counts as none since");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, Membership, RaftLogReader,
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::log_store::LogStore;
+use super::log_store::{InlineSync, LogStore};
 use super::state_machine::StateMachine;
 use super::types::{Applied, Entry, Member, Proposal, SnapshotMeta, StorageError, TypeConfig};
 use crate::mvcc::Mvcc;
@@ -51,6 +51,29 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for Builder {
 fn openraft_storage_suite() {
     // The suite starts its own multi-threaded runtimes (apply uses block_in_place).
     Suite::test_all(Builder).expect("openraft's storage suite passes");
+}
+
+/// Stores of a follower, which syncs its appends inline (`InlineSync`). Keeps each store's
+/// switch to see that the inline path ran.
+#[derive(Default)]
+struct FollowerBuilder(Arc<std::sync::Mutex<Vec<Arc<InlineSync>>>>);
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, TempDir> for FollowerBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachine), StorageError> {
+        let (dir, log, sm) = Builder.build().await?;
+        let inline = log.inline_sync();
+        inline.allow(true);
+        self.0.lock().expect("not poisoned").push(inline);
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_as_a_follower() {
+    let stores = Arc::default();
+    Suite::test_all(FollowerBuilder(Arc::clone(&stores))).expect("openraft's storage suite passes with inline syncs");
+    let stores = stores.lock().expect("not poisoned");
+    assert!(stores.iter().any(|s| s.synced_inline()), "some append was synced inline");
 }
 
 fn put(key: &[u8], value: &[u8]) -> Command {
