@@ -6,6 +6,7 @@
 //! a twentieth of the instructions of a serializable read.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -18,9 +19,12 @@ type Response = http::Response<tonic::body::Body>;
 type Boxed = BoxCloneSyncService<http::Request<Body>, Response, Infallible>;
 
 /// Services by name; a path naming none gets gRPC's `UNIMPLEMENTED`, as from tonic.
+///
+/// The port clones its service stack for every request, so the table is shared: a clone is a
+/// reference count, and only the service a request names is cloned to serve it.
 #[derive(Clone, Default)]
 pub struct GrpcRoutes {
-    services: Vec<(&'static str, Boxed)>,
+    services: Arc<Vec<(&'static str, Boxed)>>,
 }
 
 impl GrpcRoutes {
@@ -29,13 +33,13 @@ impl GrpcRoutes {
         S: Service<http::Request<Body>, Response = Response, Error = Infallible> + NamedService + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
-        self.services.push((S::NAME, BoxCloneSyncService::new(service)));
+        Arc::make_mut(&mut self.services).push((S::NAME, BoxCloneSyncService::new(service)));
         self
     }
 
-    fn find(&mut self, path: &str) -> Option<&mut Boxed> {
+    fn find(&self, path: &str) -> Option<&Boxed> {
         let name = path.strip_prefix('/')?.split_once('/')?.0;
-        self.services.iter_mut().find(|(n, _)| *n == name).map(|(_, s)| s)
+        self.services.iter().find(|(n, _)| *n == name).map(|(_, s)| s)
     }
 }
 
