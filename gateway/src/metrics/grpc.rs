@@ -6,8 +6,9 @@
 //! abandons first counts as `Canceled`.
 //!
 //! The methods come from the file descriptor sets compiled into the binary, once; a call is
-//! then a hash lookup of its path (FxHash: the paths are ours, not an attacker's choice of
-//! keys) and relaxed atomic adds.
+//! then a hash lookup of its path and relaxed atomic adds. The lookup hashes with FxHash: the
+//! table's keys are fixed at start, and a client's path is only looked up, never inserted, so
+//! it cannot crowd a bucket.
 
 use std::fmt;
 use std::pin::Pin;
