@@ -211,9 +211,14 @@ impl LogStore {
     /// Syncs the log on this thread and reports `callback` flushed, if `InlineSync` allows
     /// it now; otherwise hands `callback` back.
     fn sync_inline(&self, callback: LogFlushed<TypeConfig>) -> Option<LogFlushed<TypeConfig>> {
+        // A leader of several never syncs inline: its appends skip the pacing (a stale pace
+        // allows at most one inline sync once the member follows).
+        if !self.inline.allowed.load(Ordering::Relaxed) {
+            return Some(callback);
+        }
         let mut pace = self.inline.lock();
         let started = Instant::now();
-        let inline = self.inline.allowed.load(Ordering::Relaxed) && self.syncer.queued.load(Ordering::Acquire) == 0 && pace.apart(started);
+        let inline = self.syncer.queued.load(Ordering::Acquire) == 0 && pace.apart(started);
         if !inline {
             pace.returned = Some(started);
             return Some(callback);

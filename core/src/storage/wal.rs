@@ -420,6 +420,21 @@ mod tests {
         wal.entries(0, u64::MAX).expect("read").iter().map(|(i, _)| *i).collect()
     }
 
+    /// A log in small segments holding `entries`, appended five at a time.
+    fn small_segments_of(dir: &Path, entries: std::ops::Range<u64>) -> Wal {
+        let wal = Wal::open(dir, None, SMALL).expect("open");
+        for chunk in rows(entries).chunks(5) {
+            wal.append(chunk).expect("append");
+        }
+        wal
+    }
+
+    /// Writes `bytes` over a segment file at `at`, as damage or a torn write would leave it.
+    fn overwrite(path: &Path, at: u64, bytes: &[u8]) {
+        let file = OpenOptions::new().write(true).open(path).expect("open segment");
+        file.write_all_at(bytes, at).expect("overwrite");
+    }
+
     fn files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir).expect("list").map(|e| e.expect("entry").file_name().into_string().expect("utf-8")).collect();
         names.sort();
@@ -493,10 +508,7 @@ mod tests {
         wal.append(&rows(0..50)).expect("append");
         let (lo, _) = wal.log().segments[0].span(40, 41);
         drop(wal);
-        let path = dir.path().join(file_name(0));
-        let file = OpenOptions::new().write(true).open(&path).expect("open segment");
-        file.write_all_at(b"garbage", lo + HEADER as u64 + 2).expect("corrupt entry 40");
-        drop(file);
+        overwrite(&dir.path().join(file_name(0)), lo + HEADER as u64 + 2, b"garbage");
         let wal = Wal::open(dir.path(), None, 1 << 16).expect("reopen");
         assert_eq!(indexes(&wal), (0..40).collect::<Vec<_>>());
         // Entries 41.. were well formed, but follow the bad record: gone, and zeroed, so that a
@@ -511,14 +523,10 @@ mod tests {
     #[test]
     fn damage_is_an_error_where_it_cannot_be_a_write_cut_short() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let wal = Wal::open(dir.path(), None, SMALL).expect("open");
-        for chunk in rows(0..200).chunks(5) {
-            wal.append(chunk).expect("append");
-        }
+        let wal = small_segments_of(dir.path(), 0..200);
         let (lo, _) = wal.log().segments[0].span(3, 4);
         let path = dir.path().join(file_name(0));
-        let file = OpenOptions::new().write(true).open(&path).expect("open segment");
-        file.write_all_at(b"rot", lo + HEADER as u64).expect("damage entry 3");
+        overwrite(&path, lo + HEADER as u64, b"rot");
         let read = wal.entries(0, 10).expect_err("a damaged entry is not returned");
         assert!(read.to_string().contains("entry 3"), "{read}");
         drop(wal);
@@ -530,10 +538,7 @@ mod tests {
     #[test]
     fn purged_segments_are_removed_and_purged_entries_never_read() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let wal = Wal::open(dir.path(), None, SMALL).expect("open");
-        for chunk in rows(0..200).chunks(5) {
-            wal.append(chunk).expect("append");
-        }
+        let wal = small_segments_of(dir.path(), 0..200);
         let before = files(dir.path()).len();
         wal.purge(150).expect("purge");
         assert!(files(dir.path()).len() < before);
