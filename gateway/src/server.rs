@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use cairn_coalesce::Coalesce;
-use cairn_core::node::{GRPC_OVERHEAD_BYTES, MAX_PEER_MESSAGE};
+use cairn_core::node::{RaftRpc, GRPC_OVERHEAD_BYTES, MAX_PEER_MESSAGE};
+use cairn_core::raft::framed::{self, Opening, Replay};
 use cairn_core::Node;
 use cairn_proto::browserpb::browser_server::BrowserServer;
 use cairn_proto::cairnpb::raft_server::RaftServer;
@@ -103,13 +104,15 @@ fn grpc_service(node: &Arc<Node>, max_request_bytes: usize) -> GrpcService {
 
 /// Serves HTTP/1.1 and HTTP/2 (by preface; by ALPN under TLS) on every connection `listener`
 /// accepts, until `stop`; then lets open connections finish for a while. A client that fails
-/// its TLS handshake is dropped alone.
+/// its TLS handshake is dropped alone. With `appends` (the peer port), a connection that opens
+/// with the framed append preface is served as an append stream to that member instead.
 fn serve_http(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     port: Port,
     what: &'static str,
     stop: watch::Receiver<bool>,
+    appends: Option<Arc<Node>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let graceful = GracefulShutdown::new();
@@ -119,7 +122,7 @@ fn serve_http(
         builder.http1().timer(TokioTimer::new());
         builder.http2().max_concurrent_streams(None).timer(TokioTimer::new());
         let builder = Arc::new(builder);
-        let stopping = shutdown_signal(stop);
+        let stopping = shutdown_signal(stop.clone());
         tokio::pin!(stopping);
         loop {
             let (tcp, peer) = tokio::select! {
@@ -136,12 +139,12 @@ fn serve_http(
             };
             let _ = tcp.set_nodelay(true);
             let (acceptor, port, builder, watcher) = (tls.clone(), port.clone(), builder.clone(), graceful.watcher());
+            let appends = appends.clone().map(|node| (node, stop.clone()));
             tokio::spawn(async move {
                 let served = match acceptor {
-                    None => serve_connection(&builder, TokioIo::new(Coalesce::new(tcp)), port, watcher).await,
+                    None => serve_stream(&builder, tcp, port, watcher, appends).await,
                     Some(acceptor) => match tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        // Coalesced above TLS: fewer, fuller records as well as fewer writes.
-                        Ok(Ok(stream)) => serve_connection(&builder, TokioIo::new(Coalesce::new(stream)), port, watcher).await,
+                        Ok(Ok(stream)) => serve_stream(&builder, stream, port, watcher, appends).await,
                         Ok(Err(e)) => return tracing::info!("{what}: TLS handshake with {peer} failed: {e}"),
                         Err(_) => return tracing::info!("{what}: TLS handshake with {peer} timed out"),
                     },
@@ -157,8 +160,33 @@ fn serve_http(
     })
 }
 
+type ServeError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serves one accepted (and TLS-terminated) connection: as a framed append stream if `appends`
+/// is given and the connection opens with its preface, else as HTTP.
+async fn serve_stream<I>(builder: &ConnBuilder<TokioExecutor>, mut io: I, port: Port, watcher: Watcher, appends: Option<(Arc<Node>, watch::Receiver<bool>)>) -> Result<(), ServeError>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    // Coalesced (above TLS too): fewer, fuller records as well as fewer writes.
+    let Some((node, stop)) = appends else { return serve_connection(builder, TokioIo::new(Coalesce::new(io)), port, watcher).await };
+    let opening = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, framed::sniff(&mut io)).await.map_err(|_| "nothing sent within the handshake timeout")??;
+    match opening {
+        Opening::Other(head) => serve_connection(builder, TokioIo::new(Coalesce::new(Replay::new(head, io))), port, watcher).await,
+        Opening::Appends => {
+            // Each reply is one write already; a stream ends with its leader or at `stop`.
+            drop(watcher);
+            let handle = |request: Vec<u8>| {
+                let node = node.clone();
+                async move { node.handle_raft_rpc(RaftRpc::AppendEntries, &request).await }
+            };
+            Ok(framed::serve(io, MAX_PEER_MESSAGE, handle, shutdown_signal(stop)).await?)
+        }
+    }
+}
+
 /// Serves one connection (HTTP/1.1 or HTTP/2) until it ends or a graceful shutdown closes it.
-async fn serve_connection<I>(builder: &ConnBuilder<TokioExecutor>, io: TokioIo<I>, port: Port, watcher: Watcher) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+async fn serve_connection<I>(builder: &ConnBuilder<TokioExecutor>, io: TokioIo<I>, port: Port, watcher: Watcher) -> Result<(), ServeError>
 where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -216,7 +244,7 @@ pub async fn run(flags: Flags) -> Result<(), String> {
     let mut servers = Vec::new();
     let peers = Port::grpc(peer_service(&node));
     for (l, tls) in peer_listeners.into_iter().zip(peer_acceptors) {
-        servers.push(serve_http(l.tcp, tls, peers.clone(), "peer port", stop_rx.clone()));
+        servers.push(serve_http(l.tcp, tls, peers.clone(), "peer port", stop_rx.clone(), Some(node.clone())));
     }
     // As etcd, clients are served once this member's client URLs are in the membership (so
     // `member list` and `--cluster` see every member); a member that cannot reach a leader
@@ -227,7 +255,7 @@ pub async fn run(flags: Flags) -> Result<(), String> {
     let metrics = Metrics::new(node.clone());
     let port = Port::client(HttpState { node: node.clone(), grpc: grpc_service(&node, flags.max_request_bytes), metrics });
     for (l, tls) in client_listeners.into_iter().zip(client_acceptors) {
-        servers.push(serve_http(l.tcp, tls, port.clone(), "client port", stop_rx.clone()));
+        servers.push(serve_http(l.tcp, tls, port.clone(), "client port", stop_rx.clone(), None));
     }
     tokio::select! {
         _ = terminated() => tracing::info!("shutting down"),

@@ -1,6 +1,7 @@
 //! Raft: the openraft type configuration, storage adapters and transport. The only module
 //! that names openraft.
 
+pub mod framed;
 pub mod log_store;
 pub mod network;
 pub mod replies;

@@ -1,9 +1,10 @@
 //! The raft transport: openraft's RPCs and the follower-to-leader calls, over the peer gRPC
-//! service (`cairnpb.Raft`). Channels connect lazily and are shared per member.
+//! service (`cairnpb.Raft`), except appends, which go on framed streams of their own (see
+//! [`framed`]) to members that take them. Channels connect lazily and are shared per member.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cairn_proto::cairnpb::raft_client::RaftClient;
 use cairn_proto::cairnpb::{
@@ -18,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::transport::{Channel, Endpoint};
 
+use super::framed::{self, PeerIo};
 use super::types::{Member, TypeConfig};
 use crate::error::{Error, Result};
 
@@ -34,7 +36,14 @@ pub struct Peers {
     /// Open append streams with no request in flight, by member. openraft makes a new client
     /// for every leadership check; the pool lets those heartbeats reuse streams too.
     idle_appends: Mutex<HashMap<u64, Vec<AppendStream>>>,
+    /// Peer URLs that refused a framed append stream (members from before it), and when: they
+    /// get gRPC streams until [`FRAMED_RETRY`] has passed.
+    grpc_only: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a member that refused framed append streams is left on gRPC before it is asked
+/// again (it may have been upgraded meanwhile).
+const FRAMED_RETRY: Duration = Duration::from_secs(60);
 
 /// Idle append streams kept per member (one per replication, plus a few for leadership checks).
 const IDLE_APPENDS_PER_MEMBER: usize = 4;
@@ -72,22 +81,35 @@ impl tower::Service<http::Uri> for TlsConnector {
 
     fn call(&mut self, uri: http::Uri) -> Self::Future {
         let config = self.config.clone();
-        Box::pin(async move {
-            let invalid = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} in peer URL {uri}"));
-            let host = uri.host().ok_or_else(|| invalid("no host"))?.trim_start_matches('[').trim_end_matches(']').to_string();
-            let port = uri.port_u16().unwrap_or(443);
-            let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone()).map_err(|_| invalid("bad host"))?;
-            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            tcp.set_nodelay(true)?;
-            let stream = tokio_rustls::TlsConnector::from(config).connect(name, tcp).await?;
-            Ok(hyper_util::rt::TokioIo::new(stream))
-        })
+        Box::pin(async move { Ok(hyper_util::rt::TokioIo::new(dial_tls(config, &uri).await?)) })
     }
 }
 
+fn invalid_url(what: &str, uri: &http::Uri) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what} in peer URL {uri}"))
+}
+
+/// Dials `uri`'s host over TCP and shakes hands over TLS, naming the host.
+async fn dial_tls(config: PeerTls, uri: &http::Uri) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let host = uri.host().ok_or_else(|| invalid_url("no host", uri))?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host).map_err(|_| invalid_url("bad host", uri))?;
+    let tcp = dial_tcp(uri, 443).await?;
+    tokio_rustls::TlsConnector::from(config).connect(name, tcp).await
+}
+
+async fn dial_tcp(uri: &http::Uri, default_port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let host = uri.host().ok_or_else(|| invalid_url("no host", uri))?.trim_start_matches('[').trim_end_matches(']');
+    let tcp = tokio::net::TcpStream::connect((host, uri.port_u16().unwrap_or(default_port))).await?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+/// A framed append stream's connection, read through a buffer.
+type FramedIo = tokio::io::BufReader<Box<dyn PeerIo>>;
+
 impl Peers {
     pub fn new(tls: Option<PeerTls>) -> Peers {
-        Peers { channels: Mutex::default(), tls, idle_appends: Mutex::default() }
+        Peers { channels: Mutex::default(), tls, idle_appends: Mutex::default(), grpc_only: Mutex::default() }
     }
 
     /// An idle append stream to member `id` over `url`, if one is open.
@@ -105,6 +127,38 @@ impl Peers {
         if streams.len() < IDLE_APPENDS_PER_MEMBER {
             streams.push(stream);
         }
+    }
+
+    /// Whether the member at `url` refused a framed append stream not long ago.
+    fn grpc_only(&self, url: &str) -> bool {
+        let mut refused = self.grpc_only.lock().expect("the peers lock is never poisoned");
+        match refused.get(url) {
+            Some(at) if at.elapsed() < FRAMED_RETRY => true,
+            Some(_) => {
+                refused.remove(url);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// Opens a framed append stream to `url`. `Ok(None)` means the member there speaks only
+    /// gRPC (it is remembered); an error, that it could not be reached.
+    async fn open_framed(&self, url: &str) -> std::io::Result<Option<FramedIo>> {
+        let uri: http::Uri = url.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad peer URL {url}: {e}")))?;
+        let io: Box<dyn PeerIo> = match (uri.scheme_str(), &self.tls) {
+            (Some("https"), Some(tls)) => Box::new(tokio::time::timeout(CONNECT_TIMEOUT, dial_tls(tls.clone(), &uri)).await??),
+            (Some("https"), None) => return Err(std::io::Error::other(format!("peer URL {url} is https, but no peer TLS is configured"))),
+            _ => Box::new(tokio::time::timeout(CONNECT_TIMEOUT, dial_tcp(&uri, 80)).await??),
+        };
+        let mut io = tokio::io::BufReader::new(io);
+        // An older member answers the preface as a bad request, or (by its timers) not at all.
+        if let Ok(Ok(true)) = tokio::time::timeout(CONNECT_TIMEOUT, framed::open(&mut io)).await {
+            return Ok(Some(io));
+        }
+        tracing::info!("the member at {url} does not take framed append streams; using gRPC streams");
+        self.grpc_only.lock().expect("the peers lock is never poisoned").insert(url.to_string(), Instant::now());
+        Ok(None)
     }
 
     pub fn client(&self, id: u64, member: &Member) -> Result<RaftClient<Channel>> {
@@ -266,8 +320,14 @@ pub struct PeerClient {
 /// its stream down with it, and a late reply is never read as another request's.
 struct AppendStream {
     url: String,
-    requests: tokio::sync::mpsc::Sender<RaftPayload>,
-    replies: tonic::Streaming<RaftPayload>,
+    link: Link,
+}
+
+enum Link {
+    /// Length-framed messages on a connection of its own (see [`framed`]).
+    Framed(FramedIo),
+    /// A bidirectional gRPC call, for members without framed streams.
+    Grpc { requests: tokio::sync::mpsc::Sender<RaftPayload>, replies: tonic::Streaming<RaftPayload> },
 }
 
 fn network_error<E: std::error::Error>(status: &tonic::Status) -> RPCError<u64, Member, RaftError<u64, E>> {
@@ -320,45 +380,88 @@ impl PeerClient {
     }
 
     /// Sends one encoded AppendEntries request on an append stream (an idle one, else a new
-    /// one) and waits for its reply.
+    /// one: framed where the target takes it, gRPC otherwise) and waits for its reply.
     async fn append_on_stream(&mut self, data: Vec<u8>) -> RpcResult<Vec<u8>> {
         let mut request = RaftPayload { data };
-        let reused = loop {
-            let Some(idle) = self.peers.take_append_stream(self.target, &self.url) else { break Err(request) };
-            match idle.requests.send(request).await {
-                Ok(()) => break Ok(idle),
-                // The stream ended (its peer went away): try the next, or a new one.
-                Err(tokio::sync::mpsc::error::SendError(unsent)) => request = unsent,
-            }
-        };
-        let mut stream = match reused {
-            Ok(stream) => stream,
-            Err(request) => {
-                let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?;
-                let (requests, outgoing) = tokio::sync::mpsc::channel(1);
-                // The first request goes out with the stream's headers, not a round trip later;
-                // a copy stays here in case the target is too old to take the stream.
-                let first = request.clone();
-                requests.send(request).await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-                match client.append_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await {
-                    Ok(replies) => AppendStream { url: self.url.clone(), requests, replies: replies.into_inner() },
-                    Err(status) if status.code() == tonic::Code::Unimplemented => {
-                        self.unary = true;
-                        return client.append_entries(first).await.map(|r| r.into_inner().data).map_err(|s| network_error(&s));
-                    }
-                    Err(status) => return Err(network_error(&status)),
+        while let Some(idle) = self.peers.take_append_stream(self.target, &self.url) {
+            request = match self.append_on(idle, request).await {
+                Ok(reply) => return reply,
+                // The stream had ended (its peer went away) before the request went out: try
+                // the next, or a new one.
+                Err(unsent) => unsent,
+            };
+        }
+        if !self.peers.grpc_only(&self.url) {
+            match self.peers.open_framed(&self.url).await {
+                Ok(Some(io)) => {
+                    let stream = AppendStream { url: self.url.clone(), link: Link::Framed(io) };
+                    // A fresh stream that ends at once has nothing to fall back on.
+                    return match self.append_on(stream, request).await {
+                        Ok(reply) => reply,
+                        Err(_) => Err(ended()),
+                    };
                 }
+                Ok(None) => {}
+                Err(e) => return Err(RPCError::Unreachable(Unreachable::new(&e))),
+            }
+        }
+        let client = self.client.as_mut().map_err(|e| RPCError::Unreachable(Unreachable::new(e)))?;
+        let (requests, outgoing) = tokio::sync::mpsc::channel(1);
+        // The first request goes out with the stream's headers, not a round trip later; a copy
+        // stays here in case the target is too old to take the stream.
+        let first = request.clone();
+        requests.send(request).await.map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut replies = match client.append_stream(tokio_stream::wrappers::ReceiverStream::new(outgoing)).await {
+            Ok(replies) => replies.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                self.unary = true;
+                return client.append_entries(first).await.map(|r| r.into_inner().data).map_err(|s| network_error(&s));
+            }
+            Err(status) => return Err(network_error(&status)),
+        };
+        let reply = Self::grpc_reply(&mut replies).await;
+        if reply.is_ok() {
+            self.peers.put_append_stream(self.target, AppendStream { url: self.url.clone(), link: Link::Grpc { requests, replies } });
+        }
+        reply
+    }
+
+    /// Sends `request` on `stream` and reads its reply; the stream goes back to the pool once
+    /// the reply is read. `Err` gives the request back when the stream had already ended
+    /// before it went out (a framed stream whose peer closed it, while idle, reads as such).
+    async fn append_on(&self, mut stream: AppendStream, request: RaftPayload) -> std::result::Result<RpcResult<Vec<u8>>, RaftPayload> {
+        let reply = match &mut stream.link {
+            Link::Framed(io) => match framed::call(io, &request.data, MAX_PEER_MESSAGE).await {
+                Ok(reply) => Ok(reply),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof || e.kind() == std::io::ErrorKind::BrokenPipe || e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Err(request)
+                }
+                Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+            },
+            Link::Grpc { requests, replies } => {
+                if let Err(tokio::sync::mpsc::error::SendError(unsent)) = requests.send(request).await {
+                    return Err(unsent);
+                }
+                Self::grpc_reply(replies).await
             }
         };
-        match stream.replies.message().await {
-            Ok(Some(reply)) => {
-                self.peers.put_append_stream(self.target, stream);
-                Ok(reply.data)
-            }
-            Ok(None) => Err(RPCError::Network(NetworkError::new(&std::io::Error::other("the append stream ended")))),
+        if reply.is_ok() {
+            self.peers.put_append_stream(self.target, stream);
+        }
+        Ok(reply)
+    }
+
+    async fn grpc_reply(replies: &mut tonic::Streaming<RaftPayload>) -> RpcResult<Vec<u8>> {
+        match replies.message().await {
+            Ok(Some(reply)) => Ok(reply.data),
+            Ok(None) => Err(ended()),
             Err(status) => Err(network_error(&status)),
         }
     }
+}
+
+fn ended<E: std::error::Error>() -> RPCError<u64, Member, RaftError<u64, E>> {
+    RPCError::Network(NetworkError::new(&std::io::Error::other("the append stream ended")))
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -501,5 +604,51 @@ mod tests {
             assert_eq!(reply, AppendEntriesResponse::Success);
             assert_eq!(peer.unary.load(Ordering::SeqCst), sent, "each append went out as a unary call");
         }
+    }
+
+    /// A member with framed append streams, answering every append with success; it counts
+    /// the connections it accepted and the appends it served.
+    async fn framed_member() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        let (accepted, served) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (accepts, serves) = (accepted.clone(), served.clone());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                accepts.fetch_add(1, Ordering::SeqCst);
+                let serves = serves.clone();
+                tokio::spawn(async move {
+                    assert_eq!(framed::sniff(&mut tcp).await.expect("sniff"), framed::Opening::Appends);
+                    let handle = |request: Vec<u8>| {
+                        let serves = serves.clone();
+                        async move {
+                            let _: AppendEntriesRequest<TypeConfig> = bincode::deserialize(&request).map_err(|e| Error::Internal(e.to_string()))?;
+                            serves.fetch_add(1, Ordering::SeqCst);
+                            let ok: std::result::Result<AppendEntriesResponse<u64>, RaftError<u64>> = Ok(AppendEntriesResponse::Success);
+                            bincode::serialize(&ok).map_err(|e| Error::Internal(e.to_string()))
+                        }
+                    };
+                    let _ = framed::serve(tcp, MAX_PEER_MESSAGE, handle, std::future::pending()).await;
+                });
+            }
+        });
+        (url, accepted, served)
+    }
+
+    #[tokio::test]
+    async fn appends_go_framed_and_reuse_the_connection() {
+        let (url, accepted, served) = framed_member().await;
+        let member = Member { name: "new".into(), peer_urls: vec![url], client_urls: Vec::new() };
+        let mut network = Network { peers: Arc::new(Peers::new(None)) };
+        // openraft makes a new client for each replication and leadership check: they share
+        // the member's idle streams.
+        for sent in 1..=3 {
+            let mut client = network.new_client(2, &member).await;
+            let rpc = AppendEntriesRequest { vote: Vote::new_committed(1, 1), prev_log_id: None, entries: Vec::new(), leader_commit: None };
+            let reply = client.append_entries(rpc, RPCOption::new(Duration::from_secs(5))).await.expect("the member answers");
+            assert_eq!(reply, AppendEntriesResponse::Success);
+            assert_eq!(served.load(Ordering::SeqCst), sent);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one connection served every append");
     }
 }
